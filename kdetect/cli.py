@@ -1,0 +1,98 @@
+"""The `kdetect` command: a thin shell over the library."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from kdetect.errors import KdetectError
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
+    parser = argparse.ArgumentParser(prog="kdetect", description="Read KCAPTCHA-family captchas.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_generate(sub)
+    _add_show(sub)
+    _add_demo(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except KdetectError as err:
+        print(f"kdetect: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdetect: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="render captchas with exact glyph boxes")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="a preset from configs/ (gnuboard5, kcaptcha21, l2, varlen, train-mix)")
+    src.add_argument("--config", type=Path, help="a JSON render config")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--workers", type=int, default=None, help="PHP workers (default: all cores)")
+    p.add_argument("--tfrecord", action="store_true", help="write sharded TFRecords instead of image files")
+    p.add_argument("--shard-size", type=int, default=1000)
+    p.set_defaults(run=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from kdetect.data import renderer
+    from kdetect.data.generate import DatasetSpec, generate
+
+    path = renderer.preset_path(args.preset) if args.preset else args.config
+    spec = DatasetSpec(config=renderer.load_config(path), seed=args.seed, count=args.count,
+                       tfrecord=args.tfrecord, shard_size=args.shard_size, preset=args.preset)
+    with tqdm(total=args.count, unit="img", desc="generate") as bar:
+        manifest = generate(spec, args.out, workers=args.workers, progress=bar.update)
+    lengths = ", ".join(f"{k}: {v}" for k, v in manifest["lengths"].items())
+    print(f"wrote {manifest['images']} images to {args.out} ({manifest['format']}; lengths {lengths})")
+
+
+def _add_show(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("show", help="draw a grid of samples with their boxes and texts")
+    p.add_argument("data", type=Path, help="a generated dataset, or a folder of images with labels.tsv")
+    p.add_argument("--out", type=Path, default=Path("grid.png"))
+    p.add_argument("--count", type=int, default=24)
+    p.add_argument("--columns", type=int, default=4)
+    p.add_argument("--scale", type=int, default=2)
+    p.set_defaults(run=_run_show)
+
+
+def _run_show(args: argparse.Namespace) -> None:
+    from kdetect.data.show import load_samples, save_grid
+
+    samples = load_samples(args.data, args.count)
+    save_grid(samples, args.out, columns=args.columns, scale=args.scale)
+    print(f"wrote {args.out} ({len(samples)} samples)")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job on built-in defaults")
+    p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from kdetect.data import renderer
+    from kdetect.data.generate import DatasetSpec, generate
+    from kdetect.data.show import load_samples, save_grid
+
+    for preset in renderer.preset_names():
+        spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=1, count=12, preset=preset)
+        folder = args.out / preset
+        generate(spec, folder)
+        save_grid(load_samples(folder, 12), args.out / f"{preset}.png", columns=3)
+        print(f"{preset}: 12 captchas in {folder}, boxes drawn in {args.out / f'{preset}.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

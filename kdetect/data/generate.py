@@ -1,0 +1,152 @@
+"""Build a dataset: PHP workers render chunks in parallel into images or TFRecord shards.
+
+Every chunk is finished by one atomic rename (its shard, or its part of the annotations), and
+image i is the same whichever worker renders it, so a run that was killed and started again
+skips the finished chunks and produces exactly what an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kdetect.data import renderer
+from kdetect.errors import DatasetError
+
+SETTINGS = "dataset.json"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset is made of; saved beside it, and compared when a run is resumed."""
+
+    config: dict
+    seed: int
+    count: int
+    tfrecord: bool = False
+    shard_size: int = 1000
+    preset: str | None = None
+    renderer_version: int = 1
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def chunks(self) -> list[tuple[int, int, int]]:
+        """(chunk number, first image, image count) for every chunk."""
+        starts = range(0, self.count, self.shard_size)
+        return [(k, s, min(self.shard_size, self.count - s)) for k, s in enumerate(starts)]
+
+    def part_file(self, k: int) -> str:
+        return f".parts/part-{k:05d}.jsonl"
+
+    def chunk_file(self, k: int) -> str:
+        """The file whose appearance marks chunk k finished."""
+        if self.tfrecord:
+            return f"shard-{k:05d}-of-{len(self.chunks):05d}.tfrecord"
+        return self.part_file(k)
+
+
+def generate(spec: DatasetSpec, out_dir: str | Path, workers: int | None = None,
+             progress: Callable[[int], None] | None = None) -> dict:
+    """Render the dataset into out_dir (resuming if it was started before); returns the manifest."""
+    if spec.count < 1 or spec.shard_size < 1:
+        raise DatasetError("count and shard size must be at least 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, spec)
+    config_file = out / "config.json"
+    renderer.check_config(config_file)
+    report = progress or (lambda n: None)
+    pending = []
+    for k, start, n in spec.chunks:
+        if (out / spec.chunk_file(k)).is_file():
+            report(n)
+        else:
+            pending.append((k, start, n))
+    build = _build_shard if spec.tfrecord else _build_images
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for future in [pool.submit(build, spec, config_file, out, k, start, n, report) for k, start, n in pending]:
+            future.result()
+    return _finish(spec, out)
+
+
+def _claim(out: Path, spec: DatasetSpec) -> None:
+    """Record the spec, or check that a resumed run asks for the same dataset."""
+    settings = json.loads(json.dumps(asdict(spec)))
+    path = out / SETTINGS
+    if path.is_file():
+        if json.loads(path.read_text()) != settings:
+            raise DatasetError(f"{out} already holds a dataset made with other settings ({path}); "
+                               "choose a new --out folder, or delete that one to start again")
+        return
+    if any(p.name not in {SETTINGS, "config.json"} for p in out.iterdir()):
+        raise DatasetError(f"{out} is not empty and is not a kdetect dataset; choose an empty --out folder")
+    _write_atomic(out / "config.json", json.dumps(spec.config, indent=2) + "\n")
+    _write_atomic(path, json.dumps(settings, indent=2) + "\n")
+
+
+def _build_images(spec: DatasetSpec, config_file: Path, out: Path, k: int, start: int, n: int,
+                  report: Callable[[int], None]) -> None:
+    anns = []
+    for ann in renderer.render(config_file, spec.seed, start, n, out):
+        anns.append(ann)
+        report(1)
+    _write_part(spec, out, k, anns)
+
+
+def _write_part(spec: DatasetSpec, out: Path, k: int, anns: list[dict]) -> None:
+    (out / ".parts").mkdir(exist_ok=True)
+    _write_atomic(out / spec.part_file(k), "".join(json.dumps(a) + "\n" for a in anns))
+
+
+def _build_shard(spec: DatasetSpec, config_file: Path, out: Path, k: int, start: int, n: int,
+                 report: Callable[[int], None]) -> None:
+    import tensorflow as tf  # only TFRecord output needs TensorFlow
+
+    from kdetect.data.tfrecord import encode_example
+
+    scratch = out / ".tmp" / f"chunk-{k:05d}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    final = out / spec.chunk_file(k)
+    tmp = final.with_name(final.name + ".tmp")
+    anns = []
+    with tf.io.TFRecordWriter(str(tmp)) as writer:
+        for ann in renderer.render(config_file, spec.seed, start, n, scratch):
+            image = scratch / ann["file"]
+            writer.write(encode_example(image.read_bytes(), ann))
+            image.unlink()
+            anns.append(ann)
+            report(1)
+    # The annotations first: the shard's rename is what marks the chunk finished.
+    _write_part(spec, out, k, anns)
+    os.replace(tmp, final)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _finish(spec: DatasetSpec, out: Path) -> dict:
+    manifest = json.loads((out / SETTINGS).read_text())
+    manifest["format"] = "tfrecord" if spec.tfrecord else "images"
+    anns = [json.loads(line) for k, _, _ in spec.chunks for line in (out / spec.part_file(k)).open()]
+    _write_atomic(out / "annotations.jsonl", "".join(json.dumps(a) + "\n" for a in anns))
+    if spec.tfrecord:
+        manifest["shards"] = [{"file": spec.chunk_file(k), "count": n, "bytes": (out / spec.chunk_file(k)).stat().st_size}
+                              for k, _, n in spec.chunks]
+        shutil.rmtree(out / ".tmp", ignore_errors=True)
+    else:
+        _write_atomic(out / "labels.tsv", "".join(f"{a['file']}\t{a['text']}\n" for a in anns))
+    manifest["images"] = spec.count
+    manifest["lengths"] = {str(k): v for k, v in sorted(Counter(len(a["text"]) for a in anns).items())}
+    _write_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,103 @@
+"""Drive kcaptcha_bbox, the PHP renderer, and find its presets."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from kdetect.errors import ConfigError, RendererError
+
+# The renderer is pure PHP loops; opcache's JIT makes it several times faster. The settings are
+# ignored where opcache is not installed, so they are always safe to pass.
+PHP_JIT = ["-d", "opcache.enable_cli=1", "-d", "opcache.jit_buffer_size=64M", "-d", "opcache.jit=tracing"]
+INSTALL_HINT = "install it with: apt-get install php-cli php-gd"
+
+
+def resource_dir(name: str) -> Path:
+    """A non-Python folder shipped with kdetect: inside the package once installed, else the checkout's."""
+    here = Path(__file__).resolve().parents[1]
+    for candidate in (here / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise RendererError(f"kdetect is installed without its '{name}' folder; reinstall it with pip install .")
+
+
+def renderer_script() -> Path:
+    return resource_dir("kcaptcha_bbox") / "batch.php"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in resource_dir("configs").glob("*.json"))
+
+
+def preset_path(name: str) -> Path:
+    path = resource_dir("configs") / f"{name}.json"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(preset_names())}")
+    return path
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a render config, making a relative 'fonts' folder relative to the config file."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config file '{path}' is not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file '{path}' must hold a JSON object of render options")
+    fonts = config.get("fonts")
+    if isinstance(fonts, str) and not Path(fonts).is_absolute() and (path.parent / fonts).is_dir():
+        config["fonts"] = str((path.parent / fonts).resolve())
+    return config
+
+
+@functools.cache
+def php_binary() -> str:
+    """The php executable, checked once for the GD extension."""
+    php = shutil.which("php")
+    if php is None:
+        raise RendererError(f"PHP is not installed (no 'php' on PATH); {INSTALL_HINT}")
+    probe = subprocess.run([php, "-r", "echo function_exists('imagecreatetruecolor') ? 'gd' : 'none';"],
+                           capture_output=True, text=True)
+    if probe.stdout.strip() != "gd":
+        raise RendererError(f"PHP at {php} has no GD extension; {INSTALL_HINT}")
+    return php
+
+
+def check_config(config_file: Path) -> list[str]:
+    """Validate a config with the renderer itself (one source of truth); returns the font names."""
+    proc = subprocess.run([php_binary(), *PHP_JIT, str(renderer_script()), "--config", str(config_file), "--check"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConfigError(_php_message(proc.stderr, config_file))
+    return json.loads(proc.stdout)["fonts"]
+
+
+def render(config_file: Path, seed: int, start: int, count: int, out_dir: Path,
+           track: bool = True, solo: int | None = None) -> Iterator[dict]:
+    """Render images [start, start+count) into out_dir, yielding each annotation as it is written."""
+    cmd = [php_binary(), *PHP_JIT, str(renderer_script()), "--config", str(config_file), "--seed", str(seed),
+           "--start", str(start), "--count", str(count), "--out", str(out_dir)]
+    if not track:
+        cmd.append("--no-track")
+    if solo is not None:
+        cmd += ["--solo", str(solo)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        for line in proc.stdout:
+            yield json.loads(line)
+        stderr = proc.stderr.read()
+    if proc.returncode != 0:
+        raise RendererError(_php_message(stderr, config_file))
+
+
+def _php_message(stderr: str, config_file: Path) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    detail = lines[-1].removeprefix("kcaptcha_bbox: ") if lines else "the renderer failed without a message"
+    return f"{config_file}: {detail}"

@@ -1,0 +1,17 @@
+"""Errors kdetect raises on bad input; each message names the problem and the fix."""
+
+
+class KdetectError(Exception):
+    """Base class of every error kdetect raises on purpose."""
+
+
+class RendererError(KdetectError):
+    """PHP, GD or the KCAPTCHA renderer is missing or failed."""
+
+
+class ConfigError(KdetectError):
+    """A render, dataset or model configuration is invalid."""
+
+
+class DatasetError(KdetectError):
+    """A dataset on disk is missing, incomplete or does not match what was asked for."""
