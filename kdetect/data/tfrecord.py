@@ -105,7 +105,9 @@ def read_dataset(data_dir: str | Path, shuffle_seed: int | None = None) -> tf.da
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle_seed is not None:
         ds = ds.shuffle(len(files), seed=shuffle_seed)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+    # Unshuffled reads keep the dataset's order; shuffled ones mix several shards at once.
+    cycle = 1 if shuffle_seed is None else min(4, len(files))
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle,
                        deterministic=True, num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle_seed is not None:
         ds = ds.shuffle(2048, seed=shuffle_seed)

@@ -1,0 +1,138 @@
+"""Dataset generation: determinism, resume after a kill, the TFRecord reader, and clear errors."""
+
+import filecmp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdetect.data import renderer
+from kdetect.data.generate import DatasetSpec, generate
+from kdetect.errors import ConfigError, DatasetError, RendererError
+
+
+def spec(preset="varlen", count=40, **kw) -> DatasetSpec:
+    return DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=3, count=count,
+                       preset=preset, **kw)
+
+
+def same_tree(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in b.iterdir() if p.is_file())
+    match, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
+    assert not mismatch and not errors
+
+
+def test_same_seed_and_config_give_identical_bytes(tmp_path):
+    generate(spec(shard_size=15), tmp_path / "a", workers=2)
+    generate(spec(shard_size=15), tmp_path / "b", workers=1)
+    same_tree(tmp_path / "a", tmp_path / "b")
+    other = generate(DatasetSpec(**{**spec().__dict__, "seed": 4}), tmp_path / "c")
+    assert (tmp_path / "c" / "annotations.jsonl").read_text() != (tmp_path / "a" / "annotations.jsonl").read_text()
+    assert other["images"] == 40
+
+
+def test_tfrecord_round_trip(tmp_path):
+    from kdetect.charset import CHARSET
+    from kdetect.data.tfrecord import read_dataset
+
+    generate(spec(count=30, tfrecord=True, shard_size=8), tmp_path)
+    anns = [__import__("json").loads(line) for line in (tmp_path / "annotations.jsonl").open()]
+    examples = list(read_dataset(tmp_path).as_numpy_iterator())
+    assert len(examples) == 30
+    for ex, ann in zip(examples, anns):
+        assert ex["text"].decode() == ann["text"]
+        assert ex["image"].shape == (ann["height"], ann["width"], 3)
+        assert ex["boxes"].tolist() == [b[:4] for b in ann["boxes"] if b]
+        assert "".join(CHARSET[i] for i in ex["labels"]) == ann["text"]
+
+
+def test_augmented_pipeline_is_deterministic(tmp_path):
+    from kdetect.data.augment import augment_dataset
+    from kdetect.data.tfrecord import read_dataset
+
+    generate(spec(count=12, tfrecord=True), tmp_path)
+    runs = [list(augment_dataset(read_dataset(tmp_path), seed=5).as_numpy_iterator()) for _ in range(2)]
+    assert len(runs[0]) == 12
+    for a, b in zip(*runs):
+        assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["boxes"], b["boxes"])
+
+
+def test_killed_run_resumes_to_the_same_dataset(tmp_path):
+    args = ["generate", "--preset", "gnuboard5", "--count", "3000", "--seed", "9", "--tfrecord",
+            "--shard-size", "100", "--workers", "1"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "kdetect.cli", *args]
+    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((tmp_path / "killed").glob("shard-00002-*")) and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "manifest.json").exists(), "the run finished before it could be killed"
+    with pytest.raises(DatasetError, match="run the same"):
+        from kdetect.data.tfrecord import load_manifest
+        load_manifest(tmp_path / "killed")
+    subprocess.run([*cmd, "--out", str(tmp_path / "killed")], env=env, check=True, capture_output=True)
+    subprocess.run([*cmd, "--out", str(tmp_path / "whole")], env=env, check=True, capture_output=True)
+    same_tree(tmp_path / "killed", tmp_path / "whole")
+    assert not list((tmp_path / "killed").rglob("*.tmp"))
+
+
+def test_truncated_shard_is_reported(tmp_path):
+    from kdetect.data.tfrecord import read_dataset
+
+    generate(spec(count=20, tfrecord=True, shard_size=10), tmp_path)
+    shard = next(tmp_path.glob("shard-00001-*"))
+    shard.write_bytes(shard.read_bytes()[:500])
+    with pytest.raises(DatasetError, match="delete .*shard-00001.* run the same"):
+        read_dataset(tmp_path)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    generate(spec(count=10), tmp_path)
+    with pytest.raises(DatasetError, match="other settings"):
+        generate(spec(count=11), tmp_path)
+
+
+def test_unknown_config_key_names_the_fix(make_config, tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'lenght' \\(did you mean 'length'\\?\\)"):
+        renderer.check_config(make_config(lenght=4))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"length": 40, "fit": True, "width": 100}, "never fits"),
+    ({"allowed_symbols": "01X"}, "'X' is not in the font alphabet"),
+    ({"width": "wide"}, "'width' must be an integer"),
+    ({"foreground_color": [0, 0, 300]}, "'foreground_color' must be"),
+    ({"no_spaces": {"choice": []}}, "non-empty list"),
+])
+def test_impossible_or_malformed_configs_are_refused(make_config, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        renderer.check_config(make_config(**overrides))
+
+
+def test_invalid_font_strip_is_refused(make_config, tmp_path):
+    from PIL import Image
+
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    Image.new("RGBA", (200, 70)).save(fonts / "blank.png")
+    with pytest.raises(ConfigError, match="blank.png' is not a KCAPTCHA font strip: row 0 has 0 marker runs"):
+        renderer.check_config(make_config(fonts=str(fonts)))
+
+
+def test_missing_php_names_the_install_command(monkeypatch, make_config):
+    renderer.php_binary.cache_clear()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    try:
+        with pytest.raises(RendererError, match="apt-get install php-cli php-gd"):
+            renderer.check_config(make_config())
+    finally:
+        renderer.php_binary.cache_clear()

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Make KCAPTCHA font strips from installed bold serif fonts.
+
+A strip is one RGBA PNG, 70 px tall. Row 0 marks each glyph with an opaque run above its
+columns, in alphabet order; rows 1..69 hold the glyphs in black with anti-aliased alpha.
+The real KCAPTCHA fonts draw each bold letter as its outline only, so we do the same:
+render the filled letter at SS x resolution, keep a band around its contour, and box-filter
+down to get the alpha.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+HEIGHT = 70  # marker row + 69 glyph rows
+SS = 4  # supersampling factor
+# The five sizes below were tuned so that captchas rendered from these strips match real
+# KCAPTCHA ones (shared/realval) in text width per glyph, text height and ink darkness.
+OUTLINE_PX = 2.0  # width of the contour line in output pixels
+FIGURE_HEIGHT = 33.5  # mean height of the figures in rows, outline included
+LETTER_SPAN = 48  # rows from the highest ascender to the deepest descender of the letters
+# Mean filled widths (px) of figures and of letters: the real faces are narrower than their
+# free look-alikes, most of all in the figures.
+FIGURE_WIDTH, LETTER_WIDTH = 17.8, 20.8
+MIN_SPAN, MAX_SPAN = 15, 28  # glyph column span, margins included
+MARGIN = 1  # transparent columns kept inside each span, left and right
+GAP = 2  # transparent columns between spans
+CANVAS_ROWS = 2 * (HEIGHT - 1) * SS  # glyphs are drawn on a tall canvas, then cropped to rows 1..69
+
+# Paths of the Debian packages that ship them: Times-, Palatino- and Century-like bold serifs.
+_URW = "/usr/share/fonts/opentype/urw-base35"
+_GYRE = "/usr/share/texmf/fonts/opentype/public/tex-gyre"
+DEFAULT_FONTS = {
+    f"{_URW}/NimbusRoman-Bold.otf": "fonts-urw-base35",
+    f"{_URW}/P052-Bold.otf": "fonts-urw-base35",
+    f"{_URW}/C059-Bold.otf": "fonts-urw-base35",
+    f"{_GYRE}/texgyretermes-bold.otf": "fonts-texgyre",
+    f"{_GYRE}/texgyrepagella-bold.otf": "fonts-texgyre",
+    "/usr/share/fonts/truetype/liberation/LiberationSerif-Bold.ttf": "fonts-liberation",
+    "/usr/share/fonts/truetype/freefont/FreeSerifBold.ttf": "fonts-freefont-ttf",
+    "/usr/share/fonts/truetype/crosextra/Caladea-Bold.ttf": "fonts-crosextra-caladea",
+}
+
+
+def strip_name(font_path: str | Path) -> str:
+    """'NimbusRoman-Bold.otf' -> 'nimbus_roman_bold'."""
+    stem = Path(font_path).stem
+    stem = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", stem)
+    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
+
+
+def _disk_offsets(radius: int) -> list[tuple[int, int]]:
+    r = np.arange(-radius, radius + 1)
+    return [(dy, dx) for dy in r for dx in r if dy * dy + dx * dx <= radius * radius]
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    # A round structuring element keeps the line width even along curves and diagonals.
+    pad = np.pad(mask, radius)
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy, dx in _disk_offsets(radius):
+        out |= pad[radius + dy:radius + dy + h, radius + dx:radius + dx + w]
+    return out
+
+
+def outline(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The band of pixels within `radius` of the mask's contour, on both sides."""
+    return _dilate(mask, radius) & _dilate(~mask, radius)
+
+
+def _filled_glyph(font: ImageFont.FreeTypeFont, ch: str) -> np.ndarray:
+    """Boolean mask of the filled glyph cropped to its ink columns; baseline at row CANVAS_ROWS // 2."""
+    left, _, right, _ = font.getbbox(ch, anchor="ls")
+    pad = font.size  # room for overhangs the bbox may not report
+    img = Image.new("L", (right - left + 2 * pad, CANVAS_ROWS), 0)
+    ImageDraw.Draw(img).text((pad - left, CANVAS_ROWS // 2), ch, fill=255, font=font, anchor="ls")
+    mask = np.asarray(img) >= 128
+    cols = np.flatnonzero(mask.any(axis=0))
+    return mask[:, cols[0]:cols[-1] + 1]
+
+
+def _filled_alphabet(font_path: str, sizes: tuple[int, int]) -> list[np.ndarray]:
+    """Filled masks of ALPHABET: figures at sizes[0], letters at sizes[1]."""
+    figures, letters = (ImageFont.truetype(font_path, s) for s in sizes)
+    return [_filled_glyph(figures if ch.isdigit() else letters, ch) for ch in ALPHABET]
+
+
+def _ink_rows(mask: np.ndarray) -> tuple[int, int]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    return int(rows[0]), int(rows[-1]) + 1
+
+
+def point_sizes(font_path: str) -> tuple[int, int]:
+    """Supersampled pixel sizes for figures and for letters.
+
+    Figures get FIGURE_HEIGHT, letters LETTER_SPAN from ascender top to descender bottom (outline
+    included). Sized apart because the real captchas' figures are short for their letters,
+    as in Palatino, while Times-like faces have tall figures.
+    """
+    ref = 50 * SS
+    rows = [_ink_rows(m) for m in _filled_alphabet(font_path, (ref, ref))]
+    figure_height = np.mean([b - t for t, b in rows[:10]])
+    letter_span = max(b for _, b in rows[10:]) - min(t for t, _ in rows[10:])
+    return (round(ref * (FIGURE_HEIGHT - OUTLINE_PX) * SS / figure_height),
+            round(ref * (LETTER_SPAN - OUTLINE_PX) * SS / letter_span))
+
+
+def _x_scales(masks: list[np.ndarray], radius: int) -> list[float]:
+    """Per glyph horizontal scale: figures and letters condensed to the real faces' mean widths."""
+    def scale(group: list[np.ndarray], target: float) -> float:
+        return min(1.0, target * SS / np.mean([m.shape[1] for m in group]))
+
+    figure, letter = scale(masks[:10], FIGURE_WIDTH), scale(masks[10:], LETTER_WIDTH)
+    widest = (MAX_SPAN - 2 * MARGIN) * SS - 2 * radius  # keeps m and w inside MAX_SPAN
+    return [min(figure if i < 10 else letter, widest / m.shape[1]) for i, m in enumerate(masks)]
+
+
+def _glyph_alpha(mask: np.ndarray, radius: int, x_scale: float) -> np.ndarray:
+    """Outline band of one glyph, padded to its span and box-filtered to alpha (uint8)."""
+    width = round(mask.shape[1] * x_scale)
+    if width != mask.shape[1]:
+        # Squeeze the filled glyph before outlining, so the line keeps its width.
+        img = Image.fromarray(mask.astype(np.uint8) * 255).resize((width, mask.shape[0]), Image.BILINEAR)
+        mask = np.asarray(img) >= 128
+    band = outline(np.pad(mask, ((0, 0), (radius, radius))), radius)
+    ink_cols = -(-band.shape[1] // SS)
+    span = max(MIN_SPAN, ink_cols + 2 * MARGIN)
+    left = (span - ink_cols) // 2 * SS
+    canvas = np.zeros((band.shape[0], span * SS), dtype=np.uint8)
+    canvas[:, left:left + band.shape[1]] = band * 255
+    return np.asarray(Image.fromarray(canvas).reduce(SS))
+
+
+def render_strip(font_path: str | Path) -> Image.Image:
+    """The KCAPTCHA font strip (RGBA, HEIGHT rows) for one font file."""
+    font_path = str(font_path)
+    radius = round(OUTLINE_PX * SS / 2)
+    masks = _filled_alphabet(font_path, point_sizes(font_path))
+    rows = [_ink_rows(m) for m in masks]
+    top, bottom = min(t for t, _ in rows), max(b for _, b in rows)
+    # Centre the ink in rows 1..69, with the baseline on a whole output row so every strip
+    # samples its glyphs alike.
+    glyph_rows = (HEIGHT - 1) * SS
+    baseline = CANVAS_ROWS // 2
+    first = baseline - round((baseline - (top + bottom - glyph_rows) / 2) / SS) * SS
+    masks = [m[first:first + glyph_rows] for m in masks]
+    alphas = [_glyph_alpha(m, radius, s) for m, s in zip(masks, _x_scales(masks, radius))]
+
+    width = GAP + sum(a.shape[1] + GAP for a in alphas)
+    strip = np.zeros((HEIGHT, width, 4), dtype=np.uint8)
+    x = GAP
+    for a in alphas:
+        w = a.shape[1]
+        strip[0, x:x + w, 3] = 255
+        strip[1:, x:x + w, 3] = a
+        x += w + GAP
+    return Image.fromarray(strip, "RGBA")
+
+
+def validate_strip(strip: Image.Image) -> list[tuple[int, int]]:
+    """The glyphs' [start, end) columns from the marker row; ValueError if this is no valid strip."""
+    if strip.mode != "RGBA":
+        raise ValueError(f"font strip must be RGBA, got mode {strip.mode}")
+    if strip.height != HEIGHT:
+        raise ValueError(f"font strip must be {HEIGHT} px tall, got {strip.height}")
+    alpha = np.asarray(strip)[:, :, 3]
+    opaque = alpha[0] > 0
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], opaque.astype(np.int8), [0]])))
+    runs = [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
+    if len(runs) != len(ALPHABET):
+        raise ValueError(f"font strip has {len(runs)} marker runs in row 0, expected {len(ALPHABET)} "
+                         f"(one per glyph of '{ALPHABET}')")
+    stray = np.flatnonzero(alpha[1:, ~opaque].any(axis=0))
+    if stray.size:
+        raise ValueError(f"font strip has ink in {stray.size} column(s) outside the marker runs")
+    return runs
+
+
+def save_png(img: Image.Image, path: Path) -> None:
+    # A temporary file beside the target and a rename: readers never see half a PNG.
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        img.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_installed(paths: list[str]) -> None:
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        lines = [f"  {p}" + (f"  (apt-get install {DEFAULT_FONTS[p]})" if p in DEFAULT_FONTS else "")
+                 for p in missing]
+        sys.exit("font file(s) not found:\n" + "\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("fonts", nargs="*", default=list(DEFAULT_FONTS),
+                    help="font files (.otf/.ttf); default: the bold serifs listed in DEFAULT_FONTS")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "kcaptcha_bbox" / "fonts",
+                    help="folder for the <name>.png strips (default: kcaptcha_bbox/fonts)")
+    args = ap.parse_args()
+    check_installed(args.fonts)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for font_path in args.fonts:
+        strip = render_strip(font_path)
+        validate_strip(strip)
+        path = args.out / f"{strip_name(font_path)}.png"
+        save_png(strip, path)
+        print(f"{path}  {strip.width}x{strip.height}")
+
+
+if __name__ == "__main__":
+    main()
