@@ -208,6 +208,8 @@ function kb_distort(GdImage $img, array $canvas, ?array $placed, array $t, int $
     $bg = kb_rgb($paper);
     $boxes = $placed ? array_fill(0, count($placed['layers']), null) : [];
     $owner = $placed['owner'] ?? null;
+    $layers = $placed['layers'] ?? [];
+    $inkBelow = kb_ink_limit($ink, $paper);
     [$sxX, $syX, $sxY, $syY] = [$t['sxX'], $t['syX'], $t['sxY'], $t['syY']];
     for ($Y = 0; $Y < $h; $Y++) {
         $bx = $sxY[$Y];
@@ -240,15 +242,45 @@ function kb_distort(GdImage $img, array $canvas, ?array $placed, array $t, int $
                 if (!($mask & 1) || ($b !== null && $b[3] === $Y && $b[0] <= $X && $X <= $b[2])) {
                     continue;
                 }
-                $l = $placed['layers'][$g];
-                $lv = kb_sample($l[$p] ?? 255, $l[$p + 1] ?? 255, $l[$p + $w] ?? 255, $l[$p + $w + 1] ?? 255, $fx, $fy);
-                if ($lv !== null && kb_shade($lv, $ink, $paper) !== $bg) {
+                $l = $layers[$g];
+                $l00 = $l[$p] ?? 255;
+                $l10 = $l[$p + 1] ?? 255;
+                $l01 = $l[$p + $w] ?? 255;
+                $l11 = $l[$p + $w + 1] ?? 255;
+                if ($l00 + $l10 + $l01 + $l11 === 1020) {
+                    continue;
+                }
+                // kb_sample and kb_shade inlined: this is the hot loop of box tracking.
+                $lv = ($l00 * (1 - $fx) + $l10 * $fx) * (1 - $fy) + ($l01 * (1 - $fx) + $l11 * $fx) * $fy;
+                if ($lv < $inkBelow) {
                     $boxes[$g] = $b === null ? [$X, $Y, $X, $Y] : [min($b[0], $X), $b[1], max($b[2], $X), $Y];
                 }
             }
         }
     }
     return $boxes;
+}
+
+/**
+ * The least intensity whose shade is the paper colour: a pixel differs from the paper exactly
+ * when its intensity is below this. Shading is monotone in the intensity, even in floating
+ * point, so bisection finds the boundary exactly.
+ */
+function kb_ink_limit(array $ink, array $paper): float
+{
+    $bg = kb_rgb($paper);
+    if (kb_shade(0.0, $ink, $paper) === $bg) {
+        return 0.0;
+    }
+    [$lo, $hi] = [0.0, 255.0];
+    for ($i = 0; $i < 80; $i++) {
+        $mid = ($lo + $hi) / 2;
+        if ($mid <= $lo || $mid >= $hi) {
+            break;
+        }
+        kb_shade($mid, $ink, $paper) === $bg ? $hi = $mid : $lo = $mid;
+    }
+    return $hi;
 }
 
 /** Bilinear intensity of four canvas pixels, or null where all four are paper. */
