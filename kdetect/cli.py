@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     _add_show(sub)
+    _add_solve(sub)
+    _add_eval(sub)
+    _add_train(sub)
     _add_demo(sub)
     args = parser.parse_args(argv)
     try:
@@ -73,6 +76,100 @@ def _run_show(args: argparse.Namespace) -> None:
     samples = load_samples(args.data, args.count)
     save_grid(samples, args.out, columns=args.columns, scale=args.scale)
     print(f"wrote {args.out} ({len(samples)} samples)")
+
+
+def _add_solve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("solve", help="read captcha images")
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--json", action="store_true", help="one JSON object per image, with glyph scores and boxes")
+    p.add_argument("--draw", type=Path, help="write a PNG with the read glyph boxes drawn")
+    p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
+    p.set_defaults(run=_run_solve)
+
+
+def _run_solve(args: argparse.Namespace) -> int:
+    import json
+
+    from kdetect.errors import InvalidImageError
+    from kdetect.images import load_image
+    from kdetect.solver import Solver
+
+    solver = Solver(args.model)
+    failed = 0
+    drawn = []
+    for path in args.images:
+        try:
+            reading = solver.read(path)
+        except InvalidImageError as err:
+            print(f"kdetect: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.json:
+            glyphs = [{"char": g.char, "score": round(g.score, 4), "box": [round(v, 1) for v in g.box]}
+                      for g in reading.glyphs]
+            print(json.dumps({"file": str(path), "text": reading.text, "confidence": round(reading.confidence, 4),
+                              "glyphs": glyphs}))
+        else:
+            print(f"{path}\t{reading.text}")
+        drawn.append((load_image(path), reading))
+    if args.draw and drawn:
+        from PIL import Image
+
+        from kdetect.data.show import Sample, save_grid
+
+        samples = [Sample(Image.fromarray(a), r.text, [[*g.box, g.char] for g in r.glyphs]) for a, r in drawn]
+        save_grid(samples, args.draw, columns=min(4, len(samples)))
+    return 1 if failed else 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy on a folder of images with labels.tsv")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--json", action="store_true", help="one JSON object; `accuracy` is full-string accuracy")
+    p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from kdetect.evaluate import evaluate
+    from kdetect.solver import Solver
+
+    result = evaluate(Solver(args.model), args.folder)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.folder}: {result['images']} images")
+    print(f"full-string accuracy {result['accuracy']:.4f}   per-character accuracy {result['char_accuracy']:.4f}")
+    for length, r in result["by_length"].items():
+        print(f"  length {length}: {r['accuracy']:.4f} of {r['images']}")
+    if result["confused"]:
+        print("most confused: " + ", ".join(f"{c['truth']}->{c['read']} x{c['count']}" for c in result["confused"]))
+    for err in result["invalid"]:
+        print(f"unreadable: {err}")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the detector from a training config (JSON); resumes after a kill")
+    p.add_argument("config", type=Path)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--out-dir")
+    p.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /cpu:0,/cpu:1")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from kdetect.train import TrainConfig, train
+
+    overrides = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir}
+    tc = dataclasses.replace(TrainConfig.load(args.config), **{k: v for k, v in overrides.items() if v is not None})
+    summary = train(tc, devices=args.devices.split(",") if args.devices else None, log=print)
+    print(f"model package: {tc.out_dir}/model (val full-string accuracy {summary['val_string_accuracy']:.4f})")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

@@ -15,3 +15,7 @@ class ConfigError(KdetectError):
 
 class DatasetError(KdetectError):
     """A dataset on disk is missing, incomplete or does not match what was asked for."""
+
+
+class InvalidImageError(KdetectError):
+    """An input is not a readable image (missing, empty, corrupt, or of an unusable shape)."""

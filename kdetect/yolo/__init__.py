@@ -1,0 +1,1 @@
+"""Our YOLOv3-tiny: config, model, anchors, targets, loss, decoding."""

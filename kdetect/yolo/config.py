@@ -1,0 +1,79 @@
+"""The detector's configuration: everything needed to rebuild, feed and decode a trained model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdetect.charset import CHARSET
+from kdetect.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # KCAPTCHA is 160 px wide and 60 or 80 tall: 64x160 keeps the width (glyphs are thin and
+    # touching, so horizontal detail matters most) and is a multiple of both strides.
+    input_height: int = 64
+    input_width: int = 160
+    # Channels of darknet-tiny are 16, 32, ..., 1024 times this; 0.5 keeps the model a few MB.
+    width_multiplier: float = 0.5
+    charset: str = CHARSET
+    # (w, h) in input pixels, three per scale, small scale first; k-means over the training boxes
+    # replaces these (see anchors.py).
+    anchors: tuple[tuple[float, float], ...] = ((14, 30), (18, 40), (22, 46), (26, 50), (32, 52), (40, 56))
+    # Strides 8 and 16 rather than YOLOv3-tiny's 16 and 32: packed glyph centres can be ~10 px
+    # apart, and at stride 32 a 64x160 image would be a 2x5 grid where several glyphs share a cell.
+    strides: tuple[int, int] = (8, 16)
+    anchors_per_scale: int = 3
+    score_threshold: float = 0.25
+    nms_iou: float = 0.45
+    ignore_iou: float = 0.5
+    max_boxes: int = 16
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.charset)
+
+    def scale_anchors(self, scale: int) -> tuple[tuple[float, float], ...]:
+        k = self.anchors_per_scale
+        return self.anchors[scale * k:(scale + 1) * k]
+
+    def grid(self, scale: int) -> tuple[int, int]:
+        return self.input_height // self.strides[scale], self.input_width // self.strides[scale]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        data = dict(data)
+        if "anchors" in data:
+            data["anchors"] = tuple(tuple(float(v) for v in a) for a in data["anchors"])
+        if "strides" in data:
+            data["strides"] = tuple(data["strides"])
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read model config {path}: {err}") from None
+
+    def validate(self) -> None:
+        if len(self.anchors) != len(self.strides) * self.anchors_per_scale:
+            raise ConfigError(f"{len(self.anchors)} anchors given; {len(self.strides)} scales x "
+                              f"{self.anchors_per_scale} anchors are needed")
+        for s in self.strides:
+            if self.input_height % s or self.input_width % s:
+                raise ConfigError(f"input {self.input_height}x{self.input_width} is not a multiple of stride {s}")
+        if len(set(self.charset)) != len(self.charset):
+            raise ConfigError("charset has repeated characters")

@@ -1,0 +1,90 @@
+"""From raw head outputs to an answer: score threshold, NMS across classes, then sort by x.
+
+NumPy only, so it runs the same wherever the network ran; web/ mirrors it in JavaScript.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdetect.yolo.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Glyph:
+    char: str
+    score: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in the original image's pixels
+
+
+@dataclass(frozen=True)
+class Reading:
+    text: str
+    confidence: float  # product of the glyph scores: the chance every glyph is right
+    glyphs: tuple[Glyph, ...]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def candidates(outputs: list[np.ndarray], cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's raw outputs [gh, gw, A, 5+C] per scale -> boxes [K, 4] (0..1), scores [K], classes [K]."""
+    boxes, scores, classes = [], [], []
+    for s, raw in enumerate(outputs):
+        gh, gw = cfg.grid(s)
+        gx, gy = np.meshgrid(np.arange(gw), np.arange(gh))
+        cells = np.stack([gx, gy], -1)[:, :, None, :]  # [gh, gw, 1, 2]
+        anchors = np.asarray(cfg.scale_anchors(s), np.float32) / [cfg.input_width, cfg.input_height]
+        centre = (sigmoid(raw[..., 0:2]) + cells) / [gw, gh]
+        wh = np.exp(np.clip(raw[..., 2:4], -8, 8)) * anchors
+        class_prob = sigmoid(raw[..., 5:])
+        score = sigmoid(raw[..., 4]) * class_prob.max(-1)
+        boxes.append(np.concatenate([centre - wh / 2, centre + wh / 2], -1).reshape(-1, 4))
+        scores.append(score.reshape(-1))
+        classes.append(class_prob.argmax(-1).reshape(-1))
+    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
+
+
+def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    wh = np.maximum(np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2]), 0)
+    inter = wh[:, 0] * wh[:, 1]
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression ignoring class: two glyphs never share one place."""
+    order = list(np.argsort(-scores, kind="stable"))
+    keep = []
+    while order:
+        best = order.pop(0)
+        keep.append(best)
+        if order:
+            overlap = iou_one_to_many(boxes[best], boxes[order])
+            order = [i for i, o in zip(order, overlap) if o <= iou_threshold]
+    return keep
+
+
+def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, int] | None = None) -> Reading:
+    """One image's raw outputs -> Reading. image_size (width, height) scales boxes back to the
+    original picture; without it boxes are in model-input pixels."""
+    boxes, scores, classes = candidates(outputs, cfg)
+    sure = scores >= cfg.score_threshold
+    boxes, scores, classes = boxes[sure], scores[sure], classes[sure]
+    keep = nms(boxes, scores, cfg.nms_iou)
+    keep.sort(key=lambda i: (boxes[i, 0] + boxes[i, 2]) / 2)
+    w, h = image_size or (cfg.input_width, cfg.input_height)
+    glyphs = tuple(Glyph(cfg.charset[classes[i]], float(scores[i]),
+                         tuple(float(v) for v in boxes[i] * [w, h, w, h])) for i in keep)
+    confidence = float(np.prod([g.score for g in glyphs])) if glyphs else 0.0
+    return Reading("".join(g.char for g in glyphs), confidence, glyphs)
+
+
+def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig,
+                 image_sizes: list[tuple[int, int]] | None = None) -> list[Reading]:
+    """Batched outputs [B, gh, gw, A, 5+C] per scale -> one Reading per image."""
+    n = outputs[0].shape[0]
+    return [decode([o[i] for o in outputs], cfg, image_sizes[i] if image_sizes else None) for i in range(n)]

@@ -1,0 +1,19 @@
+"""The one preprocessing function: training, `solve` and the exported graph all call this.
+
+Resizing and scaling live here and nowhere else, so a model never sees pixels prepared
+differently from the ones it was trained on.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+from kdetect.yolo.config import ModelConfig
+
+
+def preprocess(images, cfg: ModelConfig):
+    """RGB images [..., H, W, 3] of any size, 0..255 -> float32 [..., input_height, input_width, 3] in 0..1."""
+    images = ops.cast(images, "float32")
+    resized = ops.image.resize(images, (cfg.input_height, cfg.input_width), interpolation="bilinear",
+                               antialias=False)
+    return resized / 255.0

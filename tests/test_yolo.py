@@ -1,0 +1,113 @@
+"""The detector's parts: shapes, gradients, loss on padded batches, targets, decoding, anchors."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
+from kdetect.yolo.config import ModelConfig
+from kdetect.yolo.decode import decode, nms
+from kdetect.yolo.loss import yolo_loss
+from kdetect.yolo.model import build_detector
+from kdetect.yolo.targets import encode_targets
+
+CFG = ModelConfig(width_multiplier=0.125)
+
+
+def targets_batch(box_lists, label_lists, cfg=CFG):
+    encoded = [encode_targets(tf.constant(b, tf.float32), tf.constant(l, tf.int32), cfg)
+               for b, l in zip(box_lists, label_lists)]
+    return {k: tf.stack([e[k] for e in encoded]) for k in encoded[0]}
+
+
+def perfect_outputs(targets: dict, cfg: ModelConfig) -> list[np.ndarray]:
+    """Raw head values that a perfect network would give for these targets (one image)."""
+    outputs = []
+    for s, stride in enumerate(cfg.strides):
+        t = targets[f"stride{stride}"].numpy()
+        gh, gw = cfg.grid(s)
+        raw = np.full((gh, gw, cfg.anchors_per_scale, 5 + cfg.num_classes), -12.0, np.float32)
+        for gy, gx, a in zip(*np.nonzero(t[..., 4])):
+            x0, y0, x1, y1 = t[gy, gx, a, :4]
+            off = np.array([(x0 + x1) / 2 * gw - gx, (y0 + y1) / 2 * gh - gy])
+            raw[gy, gx, a, 0:2] = np.log(off / (1 - off))
+            aw, ah = cfg.scale_anchors(s)[a]
+            raw[gy, gx, a, 2:4] = np.log([(x1 - x0) * cfg.input_width / aw, (y1 - y0) * cfg.input_height / ah])
+            raw[gy, gx, a, 4] = 12.0
+            raw[gy, gx, a, 5 + int(t[gy, gx, a, 5])] = 12.0
+        outputs.append(raw)
+    return outputs
+
+
+def test_output_shapes_per_scale():
+    model = build_detector(ModelConfig(width_multiplier=0.25))
+    out8, out16 = model(np.zeros((2, 64, 160, 3), np.float32))
+    assert out8.shape == (2, 8, 20, 3, 41)
+    assert out16.shape == (2, 4, 10, 3, 41)
+
+
+def test_every_weight_gets_a_gradient():
+    model = build_detector(CFG)
+    images = np.random.default_rng(0).random((2, 64, 160, 3), np.float32)
+    y = targets_batch([[[10, 8, 30, 50], [40, 12, 70, 60]], [[100, 5, 118, 40]]], [[3, 17], [35]])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(yolo_loss(y, model(images, training=True), CFG))
+    grads = tape.gradient(loss, model.trainable_weights)
+    missing = [w.path for w, g in zip(model.trainable_weights, grads) if g is None or not np.any(g.numpy())]
+    assert not missing
+
+
+def test_padded_and_empty_box_batches_give_finite_loss():
+    model = build_detector(CFG)
+    images = np.zeros((3, 64, 160, 3), np.float32)
+    many = [[i * 9, 5, i * 9 + 20, 50] for i in range(CFG.max_boxes + 4)]  # more than max_boxes
+    y = targets_batch([[], [[20, 10, 40, 50]], many], [[], [1], list(range(len(many)))])
+    loss = yolo_loss(y, model(images, training=True), CFG).numpy()
+    assert loss.shape == (3,) and np.all(np.isfinite(loss)) and np.all(loss > 0)
+
+
+def test_targets_encode_and_decode_back_to_their_boxes():
+    boxes = np.array([[70, 6, 92, 50], [4, 10, 27, 44], [40, 12, 60, 58], [108, 2, 150, 60]], np.float32)
+    labels = [10, 3, 35, 0]  # a, 3, z, 0
+    targets = encode_targets(tf.constant(boxes), tf.constant(labels), CFG)
+    assert sum(int(targets[f"stride{s}"][..., 4].numpy().sum()) for s in CFG.strides) == 4
+    reading = decode(perfect_outputs(targets, CFG), CFG)
+    assert reading.text == "3za0"  # sorted by centre x
+    order = np.argsort((boxes[:, 0] + boxes[:, 2]) / 2)
+    np.testing.assert_allclose([g.box for g in reading.glyphs], boxes[order], atol=1e-3)
+    assert reading.confidence > 0.99
+
+
+def test_golden_decode_of_a_hand_built_prediction():
+    cfg = dataclasses.replace(CFG, anchors=((20, 40),) * 6)
+    raw8 = np.full((8, 20, 3, 41), -10.0, np.float32)
+    raw16 = np.full((4, 10, 3, 41), -10.0, np.float32)
+    raw8[4, 15, 0, :5] = [0, 0, 0, 0, 6]  # centre (124, 36): 'k', strong
+    raw8[4, 15, 0, 5 + 20] = 6
+    raw8[4, 15, 1, :5] = [0.1, 0, 0, 0, 3]  # the same place again, weaker, another class: NMS drops it
+    raw8[4, 15, 1, 5 + 1] = 3
+    raw16[1, 2, 2, :5] = [0, 0, 0, 0, 5]  # centre (40, 24): '7'
+    raw16[1, 2, 2, 5 + 7] = 5
+    raw8[2, 10, 0, :5] = [0, 0, 0, 0, -3]  # centre (84, 20), score below the threshold
+    raw8[2, 10, 0, 5 + 2] = 9
+    reading = decode([raw8, raw16], cfg, image_size=(320, 128))
+    assert reading.text == "7k"
+    assert [round(v) for v in reading.glyphs[1].box] == [228, 32, 268, 112]  # (124 +- 10, 36 +- 20) x 2
+    assert reading.confidence == pytest.approx(reading.glyphs[0].score * reading.glyphs[1].score)
+
+
+def test_nms_keeps_neighbours_that_barely_overlap():
+    boxes = np.array([[0, 0, 20, 40], [14, 0, 34, 40], [1, 0, 21, 40]], np.float32)
+    assert sorted(nms(boxes, np.array([0.9, 0.8, 0.7]), 0.45)) == [0, 1]
+
+
+def test_kmeans_finds_the_clusters_and_sorts_by_area():
+    rng = np.random.default_rng(1)
+    centres = np.array([[12, 30], [20, 44], [30, 52]], float)
+    wh = np.concatenate([c + rng.normal(0, 0.5, (200, 2)) for c in centres])
+    anchors = kmeans_anchors(wh, 3, seed=0)
+    np.testing.assert_allclose(anchors, centres, atol=1.0)
+    assert mean_best_iou(wh, anchors) > 0.95
+    np.testing.assert_array_equal(anchors, kmeans_anchors(wh, 3, seed=0))
