@@ -75,7 +75,7 @@ def _from_array(array: np.ndarray) -> np.ndarray:
     if np.issubdtype(a.dtype, np.floating):
         if not np.all(np.isfinite(a)):
             raise InvalidImageError("float image holds NaN or infinite values")
-        a = a * 255.0 if a.max() <= 1.0 else a
+        a = np.rint(a * 255.0 if a.max() <= 1.0 else a)
     a = np.clip(a, 0, 255).astype(np.uint8)
     if a.ndim == 2:
         return np.repeat(a[..., None], 3, axis=-1)
