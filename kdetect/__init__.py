@@ -1,6 +1,12 @@
-"""kdetect: read KCAPTCHA-family captchas of any length."""
+"""kdetect: read KCAPTCHA-family captchas of any length.
 
-from kdetect.errors import ConfigError, DatasetError, KdetectError, RendererError
+    from kdetect import solve
+    solve("captcha.jpg")  # -> "770610"
+"""
+
+from kdetect.errors import ConfigError, DatasetError, InvalidImageError, KdetectError, RendererError
+from kdetect.solver import Solver, solve
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "DatasetError", "KdetectError", "RendererError", "__version__"]
+__all__ = ["ConfigError", "DatasetError", "InvalidImageError", "KdetectError", "RendererError", "Solver", "solve",
+           "__version__"]

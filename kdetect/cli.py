@@ -173,22 +173,38 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job on built-in defaults")
+    p = sub.add_parser("demo", help="the main job: solve freshly generated captchas of every preset")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.add_argument("--count", type=int, default=5, help="captchas per preset")
+    p.add_argument("--seed", type=int, default=None, help="default: a new one every run")
+    p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> None:
+    import json
+    import shutil
+    import time
+
     from kdetect.data import renderer
     from kdetect.data.generate import DatasetSpec, generate
-    from kdetect.data.show import load_samples, save_grid
+    from kdetect.solver import Solver
 
-    for preset in renderer.preset_names():
-        spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=1, count=12, preset=preset)
+    seed = args.seed if args.seed is not None else int(time.time())
+    solver = Solver(args.model)
+    right = total = 0
+    print(f"{'preset':<11} {'truth':<9} {'read':<9} {'confidence':>10}")
+    for preset in ("gnuboard5", "l2", "varlen", "kcaptcha21"):
         folder = args.out / preset
+        shutil.rmtree(folder, ignore_errors=True)
+        spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=seed, count=args.count)
         generate(spec, folder)
-        save_grid(load_samples(folder, 12), args.out / f"{preset}.png", columns=3)
-        print(f"{preset}: 12 captchas in {folder}, boxes drawn in {args.out / f'{preset}.png'}")
+        anns = [json.loads(line) for line in (folder / "annotations.jsonl").open()]
+        for ann, reading in zip(anns, solver.read_batch([folder / a["file"] for a in anns])):
+            ok = reading.text == ann["text"]
+            right, total = right + ok, total + 1
+            print(f"{preset:<11} {ann['text']:<9} {reading.text:<9} {reading.confidence:>10.3f} {'' if ok else 'WRONG'}")
+    print(f"{right} of {total} read right (seed {seed}; images in {args.out})")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import tensorflow as tf
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
 from kdetect.errors import ConfigError
+from kdetect.fsutil import write_atomic
 from kdetect.package import save_package
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
 from kdetect.yolo.config import ModelConfig
@@ -120,6 +121,23 @@ def string_accuracy(detector: keras.Model, images: np.ndarray, texts: list[str],
     return float(np.mean([r.text == t for r, t in zip(readings, texts)]))
 
 
+def tune_thresholds(detector: keras.Model, images: np.ndarray, texts: list[str], cfg: ModelConfig) -> ModelConfig:
+    """The score and NMS thresholds that read the most held-out answers right; the current ones win ties."""
+    outputs = [np.asarray(o) for o in detector.predict(images, batch_size=256, verbose=0)]
+
+    def accuracy(c: ModelConfig) -> float:
+        return float(np.mean([r.text == t for r, t in zip(decode_batch(outputs, c), texts)]))
+
+    best_cfg, best = cfg, accuracy(cfg)
+    for score in (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
+        for iou in (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+            candidate = dataclasses.replace(cfg, score_threshold=score, nms_iou=iou)
+            acc = accuracy(candidate)
+            if acc > best:
+                best_cfg, best = candidate, acc
+    return best_cfg
+
+
 class StringAccuracy(keras.callbacks.Callback):
     """Full-answer accuracy on held-out data each epoch (per-glyph scores hide whole-answer
     failures), and the best detector's weights kept as they are reached."""
@@ -171,7 +189,9 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
         cfg, fit = fit_anchors(tc.train_data, cfg, tc.seed)
         log(f"anchors {cfg.anchors} (mean best IoU {fit:.3f})")
     cfg.validate()
-    (out / "train_config.json").write_text(tc.to_json())
+    write_atomic(out / "train_config.json", tc.to_json())
+    # Beside best.weights.h5 from the start, so a checkpoint is usable even if the run never ends.
+    write_atomic(out / "model_config.json", cfg.to_json())
 
     strategy = make_strategy(devices)
     with strategy.scope():
@@ -197,6 +217,7 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
                           callbacks=callbacks, verbose=verbose)
     seconds = time.time() - start
     detector.load_weights(str(best))
+    cfg = tune_thresholds(detector, val_images, val_texts, cfg)
     final = string_accuracy(detector, val_images, val_texts, cfg)
     epochs_run = len(history.history.get("loss", []))
     summary = {

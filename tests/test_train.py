@@ -52,6 +52,8 @@ def test_generate_train_solve(data, tmp_path, capsys):
     assert main(["eval", str(data / "test"), "--json", "--model", str(package)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 8 and 0.0 <= result["accuracy"] <= 1.0 and "by_length" in result
+    assert main(["demo", "--model", str(package), "--count", "1", "--seed", "5", "--out", str(tmp_path / "demo")]) == 0
+    assert "of 4 read right (seed 5" in capsys.readouterr().out
 
 
 def test_killed_training_resumes_from_its_last_epoch(data, tmp_path):

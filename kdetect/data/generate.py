@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kdetect.data import renderer
 from kdetect.errors import DatasetError
+from kdetect.fsutil import write_atomic
 
 SETTINGS = "dataset.json"
 
@@ -86,8 +87,8 @@ def _claim(out: Path, spec: DatasetSpec) -> None:
         return
     if any(p.name not in {SETTINGS, "config.json"} for p in out.iterdir()):
         raise DatasetError(f"{out} is not empty and is not a kdetect dataset; choose an empty --out folder")
-    _write_atomic(out / "config.json", json.dumps(spec.config, indent=2) + "\n")
-    _write_atomic(path, json.dumps(settings, indent=2) + "\n")
+    write_atomic(out / "config.json", json.dumps(spec.config, indent=2) + "\n")
+    write_atomic(path, json.dumps(settings, indent=2) + "\n")
 
 
 def _build_images(spec: DatasetSpec, config_file: Path, out: Path, k: int, start: int, n: int,
@@ -101,7 +102,7 @@ def _build_images(spec: DatasetSpec, config_file: Path, out: Path, k: int, start
 
 def _write_part(spec: DatasetSpec, out: Path, k: int, anns: list[dict]) -> None:
     (out / ".parts").mkdir(exist_ok=True)
-    _write_atomic(out / spec.part_file(k), "".join(json.dumps(a) + "\n" for a in anns))
+    write_atomic(out / spec.part_file(k), "".join(json.dumps(a) + "\n" for a in anns))
 
 
 def _build_shard(spec: DatasetSpec, config_file: Path, out: Path, k: int, start: int, n: int,
@@ -133,20 +134,14 @@ def _finish(spec: DatasetSpec, out: Path) -> dict:
     manifest = json.loads((out / SETTINGS).read_text())
     manifest["format"] = "tfrecord" if spec.tfrecord else "images"
     anns = [json.loads(line) for k, _, _ in spec.chunks for line in (out / spec.part_file(k)).open()]
-    _write_atomic(out / "annotations.jsonl", "".join(json.dumps(a) + "\n" for a in anns))
+    write_atomic(out / "annotations.jsonl", "".join(json.dumps(a) + "\n" for a in anns))
     if spec.tfrecord:
         manifest["shards"] = [{"file": spec.chunk_file(k), "count": n, "bytes": (out / spec.chunk_file(k)).stat().st_size}
                               for k, _, n in spec.chunks]
         shutil.rmtree(out / ".tmp", ignore_errors=True)
     else:
-        _write_atomic(out / "labels.tsv", "".join(f"{a['file']}\t{a['text']}\n" for a in anns))
+        write_atomic(out / "labels.tsv", "".join(f"{a['file']}\t{a['text']}\n" for a in anns))
     manifest["images"] = spec.count
     manifest["lengths"] = {str(k): v for k, v in sorted(Counter(len(a["text"]) for a in anns).items())}
-    _write_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -42,7 +42,7 @@ def candidates(outputs: list[np.ndarray], cfg: ModelConfig) -> tuple[np.ndarray,
         wh = np.exp(np.clip(raw[..., 2:4], -8, 8)) * anchors
         class_prob = sigmoid(raw[..., 5:])
         score = sigmoid(raw[..., 4]) * class_prob.max(-1)
-        boxes.append(np.concatenate([centre - wh / 2, centre + wh / 2], -1).reshape(-1, 4))
+        boxes.append(np.clip(np.concatenate([centre - wh / 2, centre + wh / 2], -1), 0.0, 1.0).reshape(-1, 4))
         scores.append(score.reshape(-1))
         classes.append(class_prob.argmax(-1).reshape(-1))
     return np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Accuracy of a model package on fresh synthetic captchas of every preset and on ../shared/realval.
+
+    python tools/accuracy_report.py [--model DIR] [--count 1000] [--seed 4242]
+
+The same numbers come from `kdetect generate ... && kdetect eval DIR`; this runs them all and
+prints one Markdown table (the README's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kdetect.data import renderer  # noqa: E402
+from kdetect.data.generate import DatasetSpec, generate  # noqa: E402
+from kdetect.evaluate import evaluate  # noqa: E402
+from kdetect.solver import Solver  # noqa: E402
+
+PRESETS = ["gnuboard5", "l2", "varlen", "kcaptcha21"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=4242, help="a seed no training or validation set used")
+    parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
+    parser.add_argument("--out", type=Path, default=Path("out/accuracy"))
+    args = parser.parse_args()
+    solver = Solver(args.model)
+    print("| preset | synthetic full-string | synthetic per-char | realval full-string | realval per-char |")
+    print("|---|---|---|---|---|")
+    for preset in PRESETS:
+        spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=args.seed,
+                           count=args.count, preset=preset)
+        generate(spec, args.out / preset)
+        syn = evaluate(solver, args.out / preset)
+        cells = [f"{syn['accuracy']:.2%} of {syn['images']}", f"{syn['char_accuracy']:.2%}"]
+        if (args.realval / preset).is_dir():
+            real = evaluate(solver, args.realval / preset)
+            cells += [f"{real['accuracy']:.2%} of {real['images']}", f"{real['char_accuracy']:.2%}"]
+        else:
+            cells += ["absent", "absent"]
+        print(f"| {preset} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
