@@ -45,6 +45,9 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     kmeans_anchors: bool = True
+    # Start from a model package (its anchors and weights) instead of from scratch: longer
+    # training spread over several sessions, or fine-tuning on other data.
+    init_from: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -185,7 +188,11 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     train_manifest = load_manifest(tc.train_data)
     load_manifest(tc.val_data)
     cfg = tc.model
-    if tc.kmeans_anchors:
+    if tc.init_from:
+        cfg = dataclasses.replace(ModelConfig.load(Path(tc.init_from) / "config.json"),
+                                  score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou)
+        log(f"starting from {tc.init_from} (anchors {cfg.anchors})")
+    elif tc.kmeans_anchors:
         cfg, fit = fit_anchors(tc.train_data, cfg, tc.seed)
         log(f"anchors {cfg.anchors} (mean best IoU {fit:.3f})")
     cfg.validate()
@@ -196,6 +203,8 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     strategy = make_strategy(devices)
     with strategy.scope():
         detector = build_detector(cfg)
+        if tc.init_from:
+            detector.load_weights(str(Path(tc.init_from) / "detector.weights.h5"))
         trainer = YoloTrainer(detector, cfg)
         trainer(np.zeros((1, cfg.input_height, cfg.input_width, 3), np.float32))  # built, so a backup can load
         total = tc.epochs * tc.steps_per_epoch

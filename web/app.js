@@ -1,0 +1,268 @@
+// The demo page: load the exported model, read an image the user drops, pastes or picks, and
+// show the answer with its boxes. TF.js comes from the <script> tag in index.html (global `tf`).
+//
+// document.body.dataset.state: "loading" (model loading or an image being read), "ready"
+// (waiting for an image), "done" (a result is shown), "error" (see #status; dataset.error says
+// which: "no-tfjs", "no-model", "bad-model", "image").
+
+import { decode } from './decode.js';
+
+const MODEL_URL = 'model/model.json';
+const META_URL = 'model/metadata.json';
+const FORMAT = 'kdetect-tfjs-1';
+
+const $ = (id) => document.getElementById(id);
+let model = null;
+let meta = null;
+let busy = false;
+
+class PageError extends Error {
+  constructor(kind, html) {
+    super(html.replace(/<[^>]+>/g, ''));
+    this.kind = kind;
+    this.html = html;
+  }
+}
+
+function setState(state) {
+  document.body.dataset.state = state;
+  if (state !== 'error') delete document.body.dataset.error;
+}
+
+function setStatus(html) {
+  $('status').innerHTML = html;
+}
+
+function fail(err) {
+  // Expected conditions (no model yet, a bad file) are warnings; anything else is a bug.
+  if (err instanceof PageError) console.warn(err.message);
+  else console.error(err);
+  setState('error');
+  document.body.dataset.error = err.kind || 'internal';
+  setStatus(err.html || `Error: ${escapeHtml(String(err.message || err))}`);
+}
+
+function escapeHtml(s) {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const EXPORT_HINT = 'Export one from the repository root with <code>kdetect export tfjs --out web/model</code>, then reload this page.';
+
+async function fetchJson(url) {
+  let response;
+  try {
+    response = await fetch(url, { cache: 'no-cache' });
+  } catch (err) {
+    return null; // network error, or file:// where fetch is not allowed
+  }
+  if (!response.ok) return null;
+  try {
+    return await response.json();
+  } catch (err) {
+    throw new PageError('bad-model', `<code>${url}</code> is not valid JSON. ${EXPORT_HINT}`);
+  }
+}
+
+async function loadModel() {
+  if (typeof tf === 'undefined') {
+    throw new PageError('no-tfjs', 'TF.js did not load from <code>node_modules/@tensorflow/tfjs</code>: '
+      + 'run <code>npm install</code> in <code>web/</code> and reload.');
+  }
+  await tf.ready();
+  $('backend').textContent = tf.getBackend();
+
+  const [metadata, graph] = await Promise.all([fetchJson(META_URL), fetchJson(MODEL_URL)]);
+  if (!metadata || !graph) {
+    const missing = [!graph && MODEL_URL, !metadata && META_URL].filter(Boolean).map((u) => `<code>${u}</code>`);
+    throw new PageError('no-model', `No model found: ${missing.join(' and ')} could not be loaded. ${EXPORT_HINT}`);
+  }
+  if (metadata.format !== FORMAT || metadata.kind !== 'detector') {
+    throw new PageError('bad-model', `<code>${META_URL}</code> is not a kdetect detector export `
+      + `(format ${escapeHtml(String(metadata.format))}, kind ${escapeHtml(String(metadata.kind))}; `
+      + `expected ${FORMAT}, detector). ${EXPORT_HINT}`);
+  }
+  meta = metadata;
+  model = await tf.loadGraphModel(MODEL_URL);
+
+  // One warm-up run so the first timed image does not pay for shader compilation.
+  const warm = tf.zeros([1, meta.input_height, meta.input_width, 3]);
+  try {
+    const out = await runGraph(warm);
+    tf.dispose(out);
+  } finally {
+    warm.dispose();
+  }
+}
+
+/** Runs the graph; `execute` when it can, `executeAsync` for graphs with control flow. */
+async function runGraph(input) {
+  try {
+    return model.execute(input);
+  } catch (err) {
+    if (/executeAsync/.test(String(err && err.message))) return model.executeAsync(input);
+    throw err;
+  }
+}
+
+/** Image -> raw outputs as {data, shape} (decode.js matches them to scales by grid shape) and
+ * the milliseconds taken, including reading the outputs back from the accelerator. */
+async function infer(image) {
+  const start = performance.now();
+  const input = tf.tidy(() => tf.browser.fromPixels(image).toFloat().expandDims(0));
+  let result;
+  try {
+    result = await runGraph(input);
+  } finally {
+    input.dispose();
+  }
+  const tensors = Array.isArray(result) ? result : [result];
+  try {
+    const outputs = await Promise.all(tensors.map(async (t) => ({ data: await t.data(), shape: t.shape })));
+    return { outputs, ms: performance.now() - start };
+  } finally {
+    tf.dispose(tensors);
+  }
+}
+
+function loadImage(blob) {
+  return new Promise((resolve, reject) => {
+    const url = URL.createObjectURL(blob);
+    const img = new Image();
+    img.onload = () => {
+      URL.revokeObjectURL(url);
+      resolve(img);
+    };
+    img.onerror = () => {
+      URL.revokeObjectURL(url);
+      reject(new PageError('image', 'That file could not be read as an image.'));
+    };
+    img.src = url;
+  });
+}
+
+function draw(image, reading) {
+  const w = image.naturalWidth;
+  const h = image.naturalHeight;
+  // Captchas are small: draw them enlarged so boxes and labels stay legible.
+  const k = Math.max(1, Math.min(4, Math.floor(640 / w)));
+  const canvas = $('canvas');
+  canvas.width = w * k;
+  canvas.height = h * k;
+  const ctx = canvas.getContext('2d');
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(image, 0, 0, w * k, h * k);
+  ctx.lineWidth = 2;
+  ctx.font = `bold ${Math.max(12, 4 * k + 4)}px ui-monospace, monospace`;
+  ctx.textBaseline = 'top';
+  reading.glyphs.forEach((g, i) => {
+    const [x0, y0, x1, y1] = g.box.map((v) => v * k);
+    const colour = `hsl(${(i * 67) % 360}, 85%, 40%)`;
+    ctx.strokeStyle = colour;
+    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    const label = g.char;
+    const tw = ctx.measureText(label).width + 6;
+    const th = Math.max(12, 4 * k + 4) + 4;
+    const ly = y0 >= th ? y0 - th : y1; // above the box, or below when there is no room
+    ctx.fillStyle = colour;
+    ctx.fillRect(x0, Math.min(ly, canvas.height - th), tw, th);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(label, x0 + 3, Math.min(ly, canvas.height - th) + 2);
+  });
+}
+
+function show(reading, ms) {
+  $('answer').textContent = reading.text || '(nothing found)';
+  $('confidence').textContent = `${(reading.confidence * 100).toFixed(1)}%`;
+  $('time').textContent = ms.toFixed(1);
+  const rows = reading.glyphs.map((g, i) => {
+    const tr = document.createElement('tr');
+    const cells = [String(i + 1), g.char, g.score.toFixed(3), g.box.map((v) => v.toFixed(1)).join(', ')];
+    cells.forEach((text, c) => {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (c !== 1) td.className = 'num';
+      tr.appendChild(td);
+    });
+    return tr;
+  });
+  $('glyphs').replaceChildren(...rows);
+}
+
+async function read(blob) {
+  if (!model || busy) return;
+  if (blob.type && !blob.type.startsWith('image/')) {
+    fail(new PageError('image', `That is not an image (${escapeHtml(blob.type)}).`));
+    return;
+  }
+  busy = true;
+  setState('loading');
+  setStatus('Reading&hellip;');
+  try {
+    const image = await loadImage(blob);
+    const { outputs, ms } = await infer(image);
+    const reading = decode(outputs, meta, image.naturalWidth, image.naturalHeight);
+    draw(image, reading);
+    show(reading, ms);
+    setStatus(`Read a ${image.naturalWidth}&times;${image.naturalHeight} image. Drop, paste or pick another.`);
+    setState('done');
+  } catch (err) {
+    fail(err);
+  } finally {
+    busy = false;
+  }
+}
+
+function firstImage(items) {
+  for (const item of items || []) {
+    const file = item instanceof File ? item : item.kind === 'file' ? item.getAsFile() : null;
+    if (file && file.type.startsWith('image/')) return file;
+  }
+  return null;
+}
+
+function wireInputs() {
+  const fileInput = $('file');
+  fileInput.disabled = false;
+  fileInput.addEventListener('change', () => {
+    if (fileInput.files.length) read(fileInput.files[0]);
+  });
+
+  const drop = $('drop');
+  document.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  document.addEventListener('dragleave', (e) => {
+    if (e.relatedTarget === null) drop.classList.remove('over');
+  });
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const file = firstImage(e.dataTransfer && e.dataTransfer.files);
+    if (file) read(file);
+  });
+
+  document.addEventListener('paste', (e) => {
+    const file = firstImage(e.clipboardData && e.clipboardData.items);
+    if (file) {
+      e.preventDefault();
+      read(file);
+    }
+  });
+}
+
+async function main() {
+  setState('loading');
+  setStatus('Loading the model&hellip;');
+  try {
+    await loadModel();
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  wireInputs();
+  setStatus('Ready: drop, paste or pick a captcha image.');
+  setState('ready');
+}
+
+main();

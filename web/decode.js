@@ -1,0 +1,180 @@
+// From the detector's raw head outputs to an answer, in plain JavaScript (no TF.js), so it runs
+// the same in Node (tests) and in the browser (demo). It mirrors kdetect/yolo/decode.py step by
+// step: sigmoid/exp box decoding, score threshold, greedy NMS ignoring class, sort by x.
+//
+// Outputs convention
+// ------------------
+// `outputs` is an array with one entry per scale. Each entry is either
+//   - {data, shape}: `data` a flat row-major Float32Array (or any array-like of numbers) and
+//     `shape` [gh, gw, A, 5 + C], or [1, gh, gw, A, 5 + C] (a batch dimension of 1 is dropped);
+//   - or a nested array [gh][gw][A][5 + C] (optionally wrapped in a batch of 1).
+// The last axis holds tx, ty, tw, th, the objectness logit, then C class logits.
+// The order of the entries does not matter: each scale s of `meta.strides` is matched to the
+// entry whose grid (gh, gw) equals (input_height / stride, input_width / stride).
+//
+// `meta` is web/model/metadata.json: input_height, input_width, charset, anchors ([w, h] in
+// model-input pixels, anchors_per_scale per scale, scales in `strides` order), strides,
+// anchors_per_scale, score_threshold, nms_iou.
+//
+// decode() returns {text, confidence, glyphs: [{char, score, box: [x0, y0, x1, y1]}]}, boxes in
+// the pixels of an image of imageWidth x imageHeight (model-input pixels when those are omitted).
+
+export function sigmoid(x) {
+  return 1 / (1 + Math.exp(-x));
+}
+
+function clip(x, lo, hi) {
+  return Math.min(Math.max(x, lo), hi);
+}
+
+function flattenNested(value, out) {
+  if (Array.isArray(value)) {
+    for (const v of value) flattenNested(v, out);
+  } else {
+    out.push(Number(value));
+  }
+  return out;
+}
+
+function nestedShape(value) {
+  const shape = [];
+  while (Array.isArray(value)) {
+    shape.push(value.length);
+    value = value[0];
+  }
+  return shape;
+}
+
+/** One output in any accepted form -> {data, shape} with shape [gh, gw, A, 5 + C]. */
+export function toTensorLike(output) {
+  let data;
+  let shape;
+  if (Array.isArray(output)) {
+    shape = nestedShape(output);
+    data = flattenNested(output, []);
+  } else if (output && output.data !== undefined && output.shape !== undefined) {
+    ({ data, shape } = output);
+    shape = Array.from(shape);
+  } else {
+    throw new TypeError('an output must be {data, shape} or a nested array [gh][gw][A][5 + C]');
+  }
+  if (shape.length === 5 && shape[0] === 1) shape = shape.slice(1);
+  if (shape.length !== 4) {
+    throw new Error(`an output must have shape [gh, gw, A, 5 + C] (or with a batch of 1), got [${shape}]`);
+  }
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (data.length !== size) {
+    throw new Error(`output data has ${data.length} values but shape [${shape}] needs ${size}`);
+  }
+  return { data, shape };
+}
+
+/** Candidates of all scales: {boxes: [[x0, y0, x1, y1] in 0..1], scores, classes}, in the order
+ * scale by scale (meta.strides order), then row-major (gy, gx, anchor) within a scale. */
+export function candidates(outputs, meta) {
+  const tensors = outputs.map(toTensorLike);
+  const A = meta.anchors_per_scale;
+  const C = meta.charset.length;
+  const W = meta.input_width;
+  const H = meta.input_height;
+  const boxes = [];
+  const scores = [];
+  const classes = [];
+  meta.strides.forEach((stride, s) => {
+    const gh = Math.floor(H / stride);
+    const gw = Math.floor(W / stride);
+    const found = tensors.filter((t) => t.shape[0] === gh && t.shape[1] === gw);
+    if (found.length !== 1) {
+      const got = tensors.map((t) => `[${t.shape}]`).join(', ');
+      throw new Error(`expected exactly one output with grid ${gh}x${gw} (stride ${stride}); got ${got}`);
+    }
+    const { data, shape } = found[0];
+    if (shape[2] !== A || shape[3] !== 5 + C) {
+      throw new Error(`output for stride ${stride} has shape [${shape}]; expected [${gh},${gw},${A},${5 + C}]`);
+    }
+    const anchors = meta.anchors.slice(s * A, (s + 1) * A);
+    const depth = 5 + C;
+    for (let gy = 0; gy < gh; gy++) {
+      for (let gx = 0; gx < gw; gx++) {
+        for (let a = 0; a < A; a++) {
+          const o = ((gy * gw + gx) * A + a) * depth;
+          const cx = (sigmoid(data[o]) + gx) / gw;
+          const cy = (sigmoid(data[o + 1]) + gy) / gh;
+          const w = Math.exp(clip(data[o + 2], -8, 8)) * (anchors[a][0] / W);
+          const h = Math.exp(clip(data[o + 3], -8, 8)) * (anchors[a][1] / H);
+          let best = 0;
+          let bestLogit = -Infinity;
+          for (let c = 0; c < C; c++) {
+            // Strictly greater: ties keep the first class, as numpy's argmax does.
+            if (data[o + 5 + c] > bestLogit) {
+              bestLogit = data[o + 5 + c];
+              best = c;
+            }
+          }
+          boxes.push([
+            clip(cx - w / 2, 0, 1), clip(cy - h / 2, 0, 1),
+            clip(cx + w / 2, 0, 1), clip(cy + h / 2, 0, 1),
+          ]);
+          // sigmoid is monotonic: the largest class probability is sigmoid of the largest logit.
+          scores.push(sigmoid(data[o + 4]) * sigmoid(bestLogit));
+          classes.push(best);
+        }
+      }
+    }
+  });
+  return { boxes, scores, classes };
+}
+
+function area(b) {
+  return (b[2] - b[0]) * (b[3] - b[1]);
+}
+
+/** Intersection over union of two [x0, y0, x1, y1] boxes (denominator at least 1e-12). */
+export function iou(a, b) {
+  const w = Math.max(Math.min(a[2], b[2]) - Math.max(a[0], b[0]), 0);
+  const h = Math.max(Math.min(a[3], b[3]) - Math.max(a[1], b[1]), 0);
+  const inter = w * h;
+  return inter / Math.max(area(a) + area(b) - inter, 1e-12);
+}
+
+/** Greedy non-maximum suppression ignoring class. Returns the kept indices, best score first;
+ * equal scores keep their input order. A box is dropped when its IoU with a kept one is
+ * greater than iouThreshold. */
+export function nms(boxes, scores, iouThreshold) {
+  let order = scores.map((_, i) => i);
+  order.sort((i, j) => scores[j] - scores[i]); // Array.prototype.sort is stable
+  const keep = [];
+  while (order.length > 0) {
+    const best = order.shift();
+    keep.push(best);
+    order = order.filter((i) => iou(boxes[best], boxes[i]) <= iouThreshold);
+  }
+  return keep;
+}
+
+/** One image's raw outputs -> {text, confidence, glyphs}. See the header for the conventions. */
+export function decode(outputs, meta, imageWidth, imageHeight) {
+  const all = candidates(outputs, meta);
+  const boxes = [];
+  const scores = [];
+  const classes = [];
+  all.scores.forEach((score, i) => {
+    if (score >= meta.score_threshold) {
+      boxes.push(all.boxes[i]);
+      scores.push(score);
+      classes.push(all.classes[i]);
+    }
+  });
+  const keep = nms(boxes, scores, meta.nms_iou);
+  const centreX = (i) => (boxes[i][0] + boxes[i][2]) / 2;
+  keep.sort((i, j) => centreX(i) - centreX(j));
+  const w = imageWidth ?? meta.input_width;
+  const h = imageHeight ?? meta.input_height;
+  const glyphs = keep.map((i) => ({
+    char: meta.charset[classes[i]],
+    score: scores[i],
+    box: [boxes[i][0] * w, boxes[i][1] * h, boxes[i][2] * w, boxes[i][3] * h],
+  }));
+  const confidence = glyphs.length ? glyphs.reduce((p, g) => p * g.score, 1) : 0;
+  return { text: glyphs.map((g) => g.char).join(''), confidence, glyphs };
+}

@@ -1,0 +1,100 @@
+"""Write web/test/golden.json: random raw head outputs and what kdetect.yolo.decode reads from them.
+
+The Node test (decode.test.mjs) runs web/decode.js on the same outputs and must get the same
+reading. Run from the repository root after changing the Python decoder:
+
+    TF_CPP_MIN_LOG_LEVEL=3 python3 web/test/make_golden.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kdetect.yolo.config import ModelConfig
+from kdetect.yolo.decode import candidates, decode, iou_one_to_many
+
+OUT = Path(__file__).with_name("golden.json")
+
+
+def metadata(cfg: ModelConfig) -> dict:
+    """The fields of web/model/metadata.json that decoding uses."""
+    return {"format": "kdetect-tfjs-1", "kind": "detector",
+            "input_height": cfg.input_height, "input_width": cfg.input_width, "charset": cfg.charset,
+            "anchors": [list(a) for a in cfg.anchors], "strides": list(cfg.strides),
+            "anchors_per_scale": cfg.anchors_per_scale,
+            "score_threshold": cfg.score_threshold, "nms_iou": cfg.nms_iou}
+
+
+def random_outputs(rng: np.random.Generator, cfg: ModelConfig, hot: int) -> list[np.ndarray]:
+    """Mostly background logits, with `hot` random cells pushed to a confident glyph. Values are
+    rounded to 2 decimals so golden.json stays small and float32 round-trips through JSON."""
+    outputs = []
+    for s in range(len(cfg.strides)):
+        gh, gw = cfg.grid(s)
+        shape = (gh, gw, cfg.anchors_per_scale, 5 + cfg.num_classes)
+        raw = rng.normal(0.0, 1.0, shape)
+        raw[..., 2:4] = rng.normal(0.0, 0.4, shape[:-1] + (2,))
+        raw[..., 4] = rng.normal(-4.5, 1.2, shape[:-1])  # the odd background cell nears the threshold
+        raw[..., 5:] = rng.normal(-1.0, 2.0, shape[:-1] + (cfg.num_classes,))
+        for _ in range(hot):
+            gy, gx, a = rng.integers(gh), rng.integers(gw), rng.integers(cfg.anchors_per_scale)
+            raw[gy, gx, a, 4] = rng.uniform(2.0, 6.0)
+            raw[gy, gx, a, 5 + rng.integers(cfg.num_classes)] = rng.uniform(4.0, 8.0)
+        outputs.append(np.round(raw, 2))
+    return outputs
+
+
+def case(name: str, rng: np.random.Generator, cfg: ModelConfig, hot: int,
+         image_size: tuple[int, int] | None) -> dict:
+    outputs = random_outputs(rng, cfg, hot)
+    reading = decode([o.astype(np.float32) for o in outputs], cfg, image_size)
+    assert len(reading.glyphs) >= 4, f"{name}: only {len(reading.glyphs)} glyphs survive; pick other logits"
+    # float32 (numpy) and float64 (JS) must not fall on different sides of a threshold.
+    boxes, scores, _ = candidates([o.astype(np.float32) for o in outputs], cfg)
+    assert np.abs(scores - cfg.score_threshold).min() > 1e-4, f"{name}: a score sits on the threshold"
+    sure = boxes[scores >= cfg.score_threshold]
+    overlaps = np.concatenate([iou_one_to_many(b, sure) for b in sure])
+    assert np.abs(overlaps - cfg.nms_iou).min() > 1e-4, f"{name}: an IoU sits on the NMS threshold"
+    print(f"{name}: {len(scores)} candidates, {len(sure)} over the threshold, {len(reading.glyphs)} after NMS")
+    return {
+        "name": name,
+        "meta": metadata(cfg),
+        "image_width": image_size[0] if image_size else None,
+        "image_height": image_size[1] if image_size else None,
+        # Flat row-major values; the rounded float64 values, so JS's Float32Array gets the same float32.
+        "outputs": [{"shape": list(o.shape), "data": [float(v) for v in o.reshape(-1)]} for o in outputs],
+        "expected": {
+            "text": reading.text,
+            "confidence": reading.confidence,
+            "glyphs": [{"char": g.char, "score": g.score, "box": list(g.box)} for g in reading.glyphs],
+        },
+    }
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    cases = [
+        # The deployed shape (64x160, strides 8 and 16) with its own anchors and thresholds,
+        # boxes scaled to a 160x80 KCAPTCHA picture.
+        case("default-shape", rng,
+             ModelConfig(anchors=((12, 28), (17, 38), (23, 45), (27, 49), (33, 54), (42, 58)),
+                         score_threshold=0.3, nms_iou=0.4), hot=7, image_size=(160, 80)),
+        # A small, odd configuration: 2 anchors per scale, other thresholds, no image size
+        # (boxes stay in model-input pixels).
+        case("small-config", rng,
+             ModelConfig(input_height=32, input_width=96, strides=(8, 16), anchors_per_scale=2,
+                         anchors=((10, 20), (16, 26), (24, 30), (30, 32)),
+                         score_threshold=0.2, nms_iou=0.5), hot=6, image_size=None),
+    ]
+    text = json.dumps({"generator": "web/test/make_golden.py", "cases": cases}, separators=(",", ":"))
+    OUT.write_text(text + "\n")
+    for c in cases:
+        print(f"{c['name']}: {c['expected']['text']!r} ({len(c['expected']['glyphs'])} glyphs)")
+    print(f"wrote {OUT} ({len(text) // 1024} KiB)")
+
+
+if __name__ == "__main__":
+    main()
