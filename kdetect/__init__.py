@@ -4,9 +4,9 @@
     solve("captcha.jpg")  # -> "770610"
 """
 
-from kdetect.errors import ConfigError, DatasetError, InvalidImageError, KdetectError, RendererError
+from kdetect.errors import ConfigError, DatasetError, InvalidImageError, KdetectError, LengthError, RendererError
 from kdetect.solver import Solver, solve
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "DatasetError", "InvalidImageError", "KdetectError", "RendererError", "Solver", "solve",
-           "__version__"]
+__all__ = ["ConfigError", "DatasetError", "InvalidImageError", "KdetectError", "LengthError", "RendererError",
+           "Solver", "solve", "__version__"]

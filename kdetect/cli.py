@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_solve(sub)
     _add_eval(sub)
     _add_train(sub)
+    _add_train_classifier(sub)
     _add_demo(sub)
     args = parser.parse_args(argv)
     try:
@@ -105,8 +106,9 @@ def _run_solve(args: argparse.Namespace) -> int:
             failed += 1
             continue
         if args.json:
-            glyphs = [{"char": g.char, "score": round(g.score, 4), "box": [round(v, 1) for v in g.box]}
-                      for g in reading.glyphs]
+            # A classifier baseline finds no glyph places: its boxes are null.
+            glyphs = [{"char": g.char, "score": round(g.score, 4),
+                       "box": None if g.box is None else [round(v, 1) for v in g.box]} for g in reading.glyphs]
             print(json.dumps({"file": str(path), "text": reading.text, "confidence": round(reading.confidence, 4),
                               "glyphs": glyphs}))
         else:
@@ -117,7 +119,8 @@ def _run_solve(args: argparse.Namespace) -> int:
 
         from kdetect.data.show import Sample, save_grid
 
-        samples = [Sample(Image.fromarray(a), r.text, [[*g.box, g.char] for g in r.glyphs]) for a, r in drawn]
+        samples = [Sample(Image.fromarray(a), r.text, [[*g.box, g.char] for g in r.glyphs if g.box is not None])
+                   for a, r in drawn]
         save_grid(samples, args.draw, columns=min(4, len(samples)))
     return 1 if failed else 0
 
@@ -169,6 +172,35 @@ def _run_train(args: argparse.Namespace) -> None:
     overrides = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir}
     tc = dataclasses.replace(TrainConfig.load(args.config), **{k: v for k, v in overrides.items() if v is not None})
     summary = train(tc, devices=args.devices.split(",") if args.devices else None, log=print)
+    print(f"model package: {tc.out_dir}/model (val full-string accuracy {summary['val_string_accuracy']:.4f})")
+
+
+def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-classifier", help="train the fixed-length classifier baseline (JSON config); "
+                                                "resumes after a kill")
+    p.add_argument("config", type=Path)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--out-dir")
+    p.add_argument("--weights", choices=["imagenet"], help="start densenet121 / mobilenetv2 from ImageNet weights "
+                                                           "(downloads them)")
+    p.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /cpu:0,/cpu:1")
+    p.set_defaults(run=_run_train_classifier)
+
+
+def _run_train_classifier(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from kdetect.baseline.train import ClassifierTrainConfig, train_classifier
+
+    tc = ClassifierTrainConfig.load(args.config)
+    if args.weights:
+        model = dataclasses.replace(tc.model, weights=args.weights)
+        model.validate()
+        tc = dataclasses.replace(tc, model=model)
+    overrides = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir}
+    tc = dataclasses.replace(tc, **{k: v for k, v in overrides.items() if v is not None})
+    summary = train_classifier(tc, devices=args.devices.split(",") if args.devices else None, log=print)
     print(f"model package: {tc.out_dir}/model (val full-string accuracy {summary['val_string_accuracy']:.4f})")
 
 

@@ -19,3 +19,7 @@ class DatasetError(KdetectError):
 
 class InvalidImageError(KdetectError):
     """An input is not a readable image (missing, empty, corrupt, or of an unusable shape)."""
+
+
+class LengthError(KdetectError):
+    """A fixed-length model was asked for an answer length it was not built for."""

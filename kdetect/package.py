@@ -1,7 +1,8 @@
-"""A model package: a folder with the weights, the resolved config as JSON, and a model card.
+"""A model package: a folder with the network, the resolved config as JSON, and a model card.
 
-    detector.weights.h5   Keras weights of build_detector(config)
-    config.json           ModelConfig: input size, charset, anchors, strides, thresholds
+    detector.weights.h5   Keras weights of build_detector(config)      (kind "detector")
+    classifier.keras      the whole Keras classifier, see kdetect/baseline  (kind "classifier")
+    config.json           the model config; its "kind" says which of the two (none: a detector)
     training.json         how it was trained (data, seed, steps, measured accuracy)
     MODEL_CARD.md         the same for people
 """
@@ -12,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from kdetect.errors import ConfigError
@@ -21,19 +23,22 @@ WEIGHTS = "detector.weights.h5"
 CONFIG = "config.json"
 TRAINING = "training.json"
 CARD = "MODEL_CARD.md"
+KINDS = ("detector", "classifier")
 
 
 def default_model_dir() -> Path:
     return Path(__file__).resolve().parent / "models" / "default"
 
 
-def save_package(out_dir: str | Path, detector, cfg: ModelConfig, training: dict, card: str) -> Path:
-    """Write the package to a temporary folder beside out_dir, then swap it in whole."""
+def write_package(out_dir: str | Path, config_json: str, training: dict, card: str,
+                  write_model: Callable[[Path], None]) -> Path:
+    """Write a package to a temporary folder beside out_dir, then swap it in whole, so a crash
+    never leaves half a package; write_model(folder) writes the network's file(s) into it."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    detector.save_weights(str(tmp / WEIGHTS))
-    (tmp / CONFIG).write_text(cfg.to_json())
+    write_model(tmp)
+    (tmp / CONFIG).write_text(config_json)
     (tmp / TRAINING).write_text(json.dumps(training, indent=2) + "\n")
     (tmp / CARD).write_text(card)
     if out.exists():
@@ -47,11 +52,37 @@ def save_package(out_dir: str | Path, detector, cfg: ModelConfig, training: dict
     return out
 
 
+def save_package(out_dir: str | Path, detector, cfg: ModelConfig, training: dict, card: str) -> Path:
+    """A detector package."""
+    return write_package(out_dir, cfg.to_json(), training, card,
+                         lambda folder: detector.save_weights(str(folder / WEIGHTS)))
+
+
+def package_kind(model_dir: str | Path) -> str:
+    """"detector" or "classifier", from the package's config.json."""
+    path = Path(model_dir) / CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{model_dir} is not a kdetect model package (no {CONFIG}); "
+                          "train one with `kdetect train` or leave --model out to use the default")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read model config {path}: {err}") from None
+    kind = data.get("kind", "detector") if isinstance(data, dict) else None
+    if kind not in KINDS:
+        raise ConfigError(f"{path}: unknown model kind {kind!r}; known: {', '.join(KINDS)}")
+    return kind
+
+
 def load_package(model_dir: str | Path):
     """-> (detector keras.Model with weights loaded, ModelConfig)."""
     from kdetect.yolo.model import build_detector
 
     model_dir = Path(model_dir)
+    kind = package_kind(model_dir) if (model_dir / CONFIG).is_file() else "detector"
+    if kind != "detector":
+        raise ConfigError(f"{model_dir} holds a {kind}, not a detector; read it with kdetect.Solver, "
+                          "which takes either kind")
     if not (model_dir / CONFIG).is_file() or not (model_dir / WEIGHTS).is_file():
         raise ConfigError(f"{model_dir} is not a kdetect model package (needs {CONFIG} and {WEIGHTS}); "
                           "train one with `kdetect train` or leave --model out to use the default")

@@ -1,66 +1,57 @@
-"""`solve(image) -> str` and the Solver that keeps a model loaded."""
+"""`solve(image) -> str` and the Solver that keeps a model loaded, whichever kind its package is."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from kdetect.images import ImageLike, load_image
-from kdetect.package import default_model_dir, load_package
+from kdetect.images import ImageLike
+from kdetect.package import default_model_dir, load_package, package_kind
+from kdetect.reader import Reader, compiled_inference
 from kdetect.yolo.decode import Reading, decode_batch
 
 
-class Solver:
-    """Reads captchas with one model package, loaded on first use and kept."""
+class DetectorReader(Reader):
+    """The YOLO detector: reads answers of any length, with a box per glyph."""
+
+    def _load_model(self) -> None:
+        detector, self.config = load_package(self.model_dir)
+        self._infer = compiled_inference(detector, self.config)
+
+    def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
+        outputs = self._infer(images)
+        return decode_batch([o.numpy() for o in outputs], self.config, [size] * len(images))
+
+
+def open_reader(model_dir: str | Path) -> Reader:
+    """The reader for a package's kind (see kdetect/package.py); nothing is loaded yet."""
+    if package_kind(model_dir) == "classifier":
+        from kdetect.baseline.reader import ClassifierReader
+
+        return ClassifierReader(model_dir)
+    return DetectorReader(model_dir)
+
+
+class Solver(Reader):
+    """Reads captchas with one model package, detector or classifier baseline, loaded on first
+    use and kept. Without model_dir, the shipped default model."""
 
     def __init__(self, model_dir: str | Path | None = None):
-        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
-        self._lock = threading.Lock()
-        self._infer = None
-        self.config = None
+        super().__init__(model_dir if model_dir else default_model_dir())
+        self.reader: Reader | None = None
 
-    def _load(self) -> None:
-        with self._lock:
-            if self._infer is not None:
-                return
-            import tensorflow as tf
+    def _load_model(self) -> None:
+        reader = open_reader(self.model_dir)
+        reader.load()
+        self.reader, self.config = reader, reader.config
 
-            from kdetect.yolo.preprocess import preprocess
+    def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
+        return self.reader._read_arrays(images, size)
 
-            detector, cfg = load_package(self.model_dir)
-
-            # Compiled once: a plain Keras call re-traces Python for every image and costs tens of ms.
-            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], reduce_retracing=True)
-            def infer(images):
-                return detector(preprocess(images, cfg), training=False)
-
-            self.config, self._infer = cfg, infer
-
-    def read(self, image: ImageLike) -> Reading:
-        """The detailed answer for one image: text, confidence, and each glyph's char, score and box."""
-        return self.read_batch([image])[0]
-
-    def read_batch(self, images: Iterable[ImageLike], batch_size: int = 64) -> list[Reading]:
-        """Readings for many images; same-sized images run through the network together."""
-        self._load()
-        arrays = [load_image(im) for im in images]
-        readings: list[Reading | None] = [None] * len(arrays)
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, a in enumerate(arrays):
-            by_size.setdefault(a.shape[:2], []).append(i)
-        for (h, w), indices in by_size.items():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start:start + batch_size]
-                outputs = self._infer(np.stack([arrays[i] for i in chunk]))
-                for i, r in zip(chunk, decode_batch([o.numpy() for o in outputs], self.config, [(w, h)] * len(chunk))):
-                    readings[i] = r
-        return readings
-
-    def solve(self, image: ImageLike) -> str:
-        return self.read(image).text
+    def check_length(self, length: int | None) -> None:
+        self.reader.check_length(length)
 
 
 _default: Solver | None = None

@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
-from kdetect.errors import ConfigError
 from kdetect.fsutil import write_atomic
 from kdetect.package import save_package
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
@@ -24,12 +24,14 @@ from kdetect.yolo.config import ModelConfig
 from kdetect.yolo.decode import decode_batch
 from kdetect.yolo.loss import yolo_loss
 from kdetect.yolo.model import build_detector
-from kdetect.yolo.preprocess import preprocess
+from kdetect.yolo.preprocess import InputSize, preprocess
 from kdetect.yolo.targets import encode_targets
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
+    what = "training config"
+
     train_data: str
     val_data: str
     out_dir: str
@@ -49,17 +51,10 @@ class TrainConfig:
     # training spread over several sessions, or fine-tuning on other data.
     init_from: str | None = None
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
-
     @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
-        data = json.loads(Path(path).read_text())
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(data) - known:
-            raise ConfigError(f"unknown training config keys {sorted(set(data) - known)} in {path}")
+    def convert(cls, data: dict) -> dict:
         data["model"] = ModelConfig.from_dict(data.get("model", {}))
-        return cls(**data)
+        return data
 
 
 class YoloTrainer(keras.Model):
@@ -91,6 +86,16 @@ def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def make_optimizer(tc) -> keras.optimizers.Optimizer:
+    """AdamW with a linear warm-up to tc.learning_rate, then cosine decay over the remaining steps.
+    tc: any training config with learning_rate, warmup_steps, epochs, steps_per_epoch, weight_decay."""
+    total = tc.epochs * tc.steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        tc.learning_rate / 10, max(1, total - tc.warmup_steps), alpha=0.02,
+        warmup_target=tc.learning_rate, warmup_steps=tc.warmup_steps)
+    return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay)
+
+
 def prepare(example: dict, cfg: ModelConfig) -> tuple[tf.Tensor, dict]:
     """A decoded example -> (preprocessed image, targets), boxes moved to model-input pixels."""
     hw = tf.cast(tf.shape(example["image"])[:2], tf.float32)
@@ -107,7 +112,7 @@ def training_dataset(tc: TrainConfig, cfg: ModelConfig) -> tf.data.Dataset:
     return ds.batch(tc.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_arrays(data_dir: str, cfg: ModelConfig, limit: int) -> tuple[np.ndarray, list[str]]:
+def validation_arrays(data_dir: str, cfg: InputSize, limit: int) -> tuple[np.ndarray, list[str]]:
     """The first `limit` validation images, preprocessed, and their answers."""
     ds = read_dataset(data_dir).take(limit)
     ds = ds.map(lambda ex: (preprocess(ex["image"], cfg), ex["text"])).batch(256)
@@ -143,22 +148,24 @@ def tune_thresholds(detector: keras.Model, images: np.ndarray, texts: list[str],
 
 class StringAccuracy(keras.callbacks.Callback):
     """Full-answer accuracy on held-out data each epoch (per-glyph scores hide whole-answer
-    failures), and the best detector's weights kept as they are reached."""
+    failures), and the best model's weights kept as they are reached. `measure` reads the
+    held-out set with the model as it stands and returns the fraction of answers read right."""
 
-    def __init__(self, detector, images, texts, cfg: ModelConfig, best_path: Path, log: Callable[[str], None]):
+    def __init__(self, model: keras.Model, measure: Callable[[], float], best_path: Path,
+                 log: Callable[[str], None]):
         super().__init__()
-        self.detector, self.images, self.texts, self.cfg = detector, images, texts, cfg
+        self.watched, self.measure = model, measure
         self.best_path, self.log = best_path, log
         self.best = -1.0
 
     def on_epoch_end(self, epoch, logs=None):
-        acc = string_accuracy(self.detector, self.images, self.texts, self.cfg)
+        acc = self.measure()
         if logs is not None:
             logs["val_string_acc"] = acc
         if acc > self.best:
             self.best = acc
             tmp = self.best_path.with_name("tmp-" + self.best_path.name)
-            self.detector.save_weights(str(tmp))
+            self.watched.save_weights(str(tmp))
             os.replace(tmp, self.best_path)
         self.log(f"epoch {epoch + 1}: val full-string accuracy {acc:.4f} (best {self.best:.4f})")
 
@@ -207,14 +214,10 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
             detector.load_weights(str(Path(tc.init_from) / "detector.weights.h5"))
         trainer = YoloTrainer(detector, cfg)
         trainer(np.zeros((1, cfg.input_height, cfg.input_width, 3), np.float32))  # built, so a backup can load
-        total = tc.epochs * tc.steps_per_epoch
-        schedule = keras.optimizers.schedules.CosineDecay(
-            tc.learning_rate / 10, max(1, total - tc.warmup_steps), alpha=0.02,
-            warmup_target=tc.learning_rate, warmup_steps=tc.warmup_steps)
-        trainer.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay))
+        trainer.compile(optimizer=make_optimizer(tc))
     val_images, val_texts = validation_arrays(tc.val_data, cfg, tc.val_images)
     best = out / "best.weights.h5"
-    accuracy = StringAccuracy(detector, val_images, val_texts, cfg, best, log)
+    accuracy = StringAccuracy(detector, lambda: string_accuracy(detector, val_images, val_texts, cfg), best, log)
     callbacks = [
         accuracy,
         keras.callbacks.BackupAndRestore(str(out / "backup")),

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from kdetect.charset import CHARSET
+from kdetect.configio import JsonConfig
 from kdetect.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(JsonConfig):
+    what = "model config"
+
+    # What a package's config.json describes; packages written before the classifier baseline
+    # existed have no "kind" and are detectors.
+    kind: str = "detector"
     # KCAPTCHA is 160 px wide and 60 or 80 tall: 64x160 keeps the width (glyphs are thin and
     # touching, so horizontal detail matters most) and is a multiple of both strides.
     input_height: int = 64
@@ -43,32 +46,17 @@ class ModelConfig:
     def grid(self, scale: int) -> tuple[int, int]:
         return self.input_height // self.strides[scale], self.input_width // self.strides[scale]
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
-
     @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
-        data = dict(data)
+    def convert(cls, data: dict) -> dict:
         if "anchors" in data:
             data["anchors"] = tuple(tuple(float(v) for v in a) for a in data["anchors"])
         if "strides" in data:
             data["strides"] = tuple(data["strides"])
-        cfg = cls(**data)
-        cfg.validate()
-        return cfg
-
-    @classmethod
-    def load(cls, path: str | Path) -> ModelConfig:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read model config {path}: {err}") from None
+        return data
 
     def validate(self) -> None:
+        if self.kind != "detector":
+            raise ConfigError(f"this config describes a {self.kind!r} model, not a detector")
         if len(self.anchors) != len(self.strides) * self.anchors_per_scale:
             raise ConfigError(f"{len(self.anchors)} anchors given; {len(self.strides)} scales x "
                               f"{self.anchors_per_scale} anchors are needed")

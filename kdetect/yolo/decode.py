@@ -16,7 +16,9 @@ from kdetect.yolo.config import ModelConfig
 class Glyph:
     char: str
     score: float
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in the original image's pixels
+    # x0, y0, x1, y1 in the original image's pixels; None from a model that finds no places
+    # (the fixed-length classifier baseline).
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

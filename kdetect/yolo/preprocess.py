@@ -6,12 +6,22 @@ differently from the ones it was trained on.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from keras import ops
 
-from kdetect.yolo.config import ModelConfig
+
+class InputSize(Protocol):
+    """Any model config with an input size: the detector's ModelConfig or the ClassifierConfig."""
+
+    @property
+    def input_height(self) -> int: ...
+
+    @property
+    def input_width(self) -> int: ...
 
 
-def preprocess(images, cfg: ModelConfig):
+def preprocess(images, cfg: InputSize):
     """RGB images [..., H, W, 3] of any size, 0..255 -> float32 [..., input_height, input_width, 3] in 0..1."""
     images = ops.cast(images, "float32")
     resized = ops.image.resize(images, (cfg.input_height, cfg.input_width), interpolation="bilinear",

@@ -1,0 +1,48 @@
+"""The classifier's configuration: everything needed to rebuild and feed a trained baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kdetect.charset import CHARSET
+from kdetect.configio import JsonConfig
+from kdetect.errors import ConfigError
+
+BACKBONES = ("small", "mobilenetv2", "densenet121")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(JsonConfig):
+    what = "classifier config"
+
+    kind: str = "classifier"
+    backbone: str = "small"
+    length: int = 2  # answer positions: the one answer length this model reads
+    charset: str = CHARSET
+    # The detector's input size, so both models see the same pixels (and the keras.applications
+    # backbones get the 3 channels and >= 32 px they need).
+    input_height: int = 64
+    input_width: int = 160
+    # None: random initial weights. "imagenet" (densenet121 and mobilenetv2 only) downloads
+    # pretrained ones when the model is first built.
+    weights: str | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.charset)
+
+    def validate(self) -> None:
+        if self.kind != "classifier":
+            raise ConfigError(f"this config describes a {self.kind!r} model, not a classifier")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; known: {', '.join(BACKBONES)}")
+        if self.length < 1:
+            raise ConfigError(f"length must be at least 1, not {self.length}")
+        if self.input_height < 32 or self.input_width < 32:
+            raise ConfigError(f"input {self.input_height}x{self.input_width} is too small: 32x32 at least")
+        if self.weights not in (None, "imagenet"):
+            raise ConfigError(f"weights must be null or \"imagenet\", not {self.weights!r}")
+        if self.weights and self.backbone == "small":
+            raise ConfigError("the small backbone has no pretrained weights; use weights null")
+        if len(set(self.charset)) != len(self.charset):
+            raise ConfigError("charset has repeated characters")

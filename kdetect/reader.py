@@ -1,0 +1,81 @@
+"""What every model reader shares: lazy loading, every input form, batching same-sized images."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from kdetect.images import ImageLike, load_image
+from kdetect.yolo.decode import Reading
+
+
+class Reader(ABC):
+    """Reads captchas with one model package, loaded on first use and kept."""
+
+    def __init__(self, model_dir: str | Path):
+        self.model_dir = Path(model_dir)
+        self.config = None  # the package's model config, once loaded
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    @abstractmethod
+    def _load_model(self) -> None:
+        """Load the network and set self.config."""
+
+    @abstractmethod
+    def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
+        """Readings of same-sized uint8 images [B, H, W, 3]; size is their (width, height)."""
+
+    def check_length(self, length: int | None) -> None:
+        """Raise LengthError if this model cannot read answers of `length` characters; the
+        default reads any length."""
+
+    def load(self) -> None:
+        with self._lock:
+            if not self._loaded:
+                self._load_model()
+                self._loaded = True
+
+    def read(self, image: ImageLike, length: int | None = None) -> Reading:
+        """The detailed answer for one image: text, confidence, and each glyph's char, score and box.
+        length: the answer length expected, if known; a fixed-length model refuses another."""
+        return self.read_batch([image], length=length)[0]
+
+    def read_batch(self, images: Iterable[ImageLike], batch_size: int = 64,
+                   length: int | None = None) -> list[Reading]:
+        """Readings for many images; same-sized images run through the network together."""
+        self.load()
+        self.check_length(length)
+        arrays = [load_image(im) for im in images]
+        readings: list[Reading | None] = [None] * len(arrays)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, a in enumerate(arrays):
+            by_size.setdefault(a.shape[:2], []).append(i)
+        for (h, w), indices in by_size.items():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start:start + batch_size]
+                for i, r in zip(chunk, self._read_arrays(np.stack([arrays[i] for i in chunk]), (w, h))):
+                    readings[i] = r
+        return readings
+
+    def solve(self, image: ImageLike, length: int | None = None) -> str:
+        return self.read(image, length=length).text
+
+
+def compiled_inference(model, cfg):
+    """model(preprocess(images)) as one graph over uint8 images of any size.
+
+    Compiled once: a plain Keras call re-traces Python for every image and costs tens of ms."""
+    import tensorflow as tf
+
+    from kdetect.yolo.preprocess import preprocess
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], reduce_retracing=True)
+    def infer(images):
+        return model(preprocess(images, cfg), training=False)
+
+    return infer
