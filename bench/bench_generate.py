@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402,F401  (imported up front so its start-up is not timed)
+import tensorflow  # noqa: E402,F401  (imported up front so its start-up is not timed)
 
 from kdetect.data import renderer  # noqa: E402
 from kdetect.data.generate import DatasetSpec, generate  # noqa: E402

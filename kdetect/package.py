@@ -10,13 +10,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from kdetect.errors import ConfigError
+from kdetect.fsutil import replace_dir
 from kdetect.yolo.config import ModelConfig
 
 WEIGHTS = "detector.weights.h5"
@@ -41,14 +40,7 @@ def write_package(out_dir: str | Path, config_json: str, training: dict, card: s
     (tmp / CONFIG).write_text(config_json)
     (tmp / TRAINING).write_text(json.dumps(training, indent=2) + "\n")
     (tmp / CARD).write_text(card)
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    replace_dir(tmp, out)
     return out
 
 

@@ -1,0 +1,85 @@
+"""Export a model package: SavedModel, then a TF.js graph model with the metadata the browser needs.
+
+The exported graph takes raw RGB pixels (float32 0..255, any size) and runs the same preprocess()
+that training and `solve` use, then the network. Box decoding and NMS stay outside the graph
+(TF.js graph models handle neither Keras Lambda layers nor NMS ops well): web/decode.js
+mirrors kdetect/yolo/decode.py, configured by metadata.json rather than by copied constants.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from kdetect.errors import ConfigError, KdetectError
+from kdetect.fsutil import replace_dir
+from kdetect.package import CONFIG, package_kind
+
+QUANTIZE_FLAGS = {None: [], "float16": ["--quantize_float16", "*"], "uint8": ["--quantize_uint8", "*"]}
+METADATA = "metadata.json"
+
+
+def serving_model(model_dir: str | Path):
+    """raw RGB images [B, H, W, 3] float32 0..255 -> the network's outputs, preprocessing included."""
+    import keras
+
+    from kdetect.yolo.preprocess import preprocess
+
+    if package_kind(model_dir) == "classifier":
+        from kdetect.baseline.package import load_classifier_package
+
+        network, cfg = load_classifier_package(model_dir)
+    else:
+        from kdetect.package import load_package
+
+        network, cfg = load_package(model_dir)
+    image = keras.Input((None, None, 3), dtype="float32", name="image")
+    return keras.Model(image, network(preprocess(image, cfg)), name="kdetect_serving")
+
+
+def metadata(model_dir: str | Path) -> dict:
+    """What the JavaScript side needs to feed and decode the exported graph."""
+    config = json.loads((Path(model_dir) / CONFIG).read_text())
+    return {"format": "kdetect-tfjs-1", "kind": package_kind(model_dir), **config}
+
+
+def export_saved_model(model_dir: str | Path, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    serving_model(model_dir).export(str(out), verbose=False)
+    return out
+
+
+def export_tfjs(model_dir: str | Path, out_dir: str | Path, quantize: str | None = None) -> Path:
+    """model.json + weight shards + metadata.json in out_dir, replaced whole."""
+    if quantize not in QUANTIZE_FLAGS:
+        raise ConfigError(f"quantize must be one of float16, uint8 or none, not {quantize!r}")
+    converter = shutil.which("tensorflowjs_converter")
+    if converter is None:
+        raise KdetectError("tensorflowjs_converter is not installed; install it with "
+                           "pip install tensorflowjs==4.22.0 ydf==0.12.0 (see the README)")
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kdetect-export-") as scratch:
+        saved = export_saved_model(model_dir, Path(scratch) / "saved_model")
+        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        cmd = [converter, "--input_format=tf_saved_model", "--output_format=tfjs_graph_model",
+               *QUANTIZE_FLAGS[quantize], str(saved), str(staged)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise KdetectError(f"tensorflowjs_converter failed: {proc.stderr.strip()[-2000:]}")
+    meta = metadata(model_dir) | {"quantize": quantize or "none"}
+    (staged / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
+    replace_dir(staged, out)
+    return out
+
+
+def exported_size(out_dir: str | Path) -> int:
+    """Bytes of model.json and its weight shards (what a browser downloads)."""
+    return sum(p.stat().st_size for p in Path(out_dir).iterdir() if p.name != METADATA)
+
+
+
