@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_eval(sub)
     _add_train(sub)
     _add_train_classifier(sub)
+    _add_export(sub)
     _add_demo(sub)
     args = parser.parse_args(argv)
     try:
@@ -202,6 +203,28 @@ def _run_train_classifier(args: argparse.Namespace) -> None:
     tc = dataclasses.replace(tc, **{k: v for k, v in overrides.items() if v is not None})
     summary = train_classifier(tc, devices=args.devices.split(",") if args.devices else None, log=print)
     print(f"model package: {tc.out_dir}/model (val full-string accuracy {summary['val_string_accuracy']:.4f})")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model package for other runtimes")
+    p.add_argument("format", choices=["tfjs", "saved_model"])
+    p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quantize", choices=["none", "float16", "uint8"], default="uint8",
+                   help="TF.js weight quantisation (default uint8: a quarter of the float32 size)")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from kdetect.export import export_saved_model, export_tfjs, exported_size
+    from kdetect.package import default_model_dir
+
+    model = args.model or default_model_dir()
+    if args.format == "saved_model":
+        print(f"wrote {export_saved_model(model, args.out)}")
+        return
+    out = export_tfjs(model, args.out, None if args.quantize == "none" else args.quantize)
+    print(f"wrote {out} ({exported_size(out) / 1e6:.2f} MB, weights {args.quantize})")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
