@@ -8,9 +8,11 @@ mirrors kdetect/yolo/decode.py, configured by metadata.json rather than by copie
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -46,6 +48,10 @@ def metadata(model_dir: str | Path) -> dict:
     return {"format": "kdetect-tfjs-1", "kind": package_kind(model_dir), **config}
 
 
+def converter_installed() -> bool:
+    return importlib.util.find_spec("tensorflowjs") is not None
+
+
 def export_saved_model(model_dir: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     serving_model(model_dir).export(str(out), verbose=False)
@@ -56,16 +62,16 @@ def export_tfjs(model_dir: str | Path, out_dir: str | Path, quantize: str | None
     """model.json + weight shards + metadata.json in out_dir, replaced whole."""
     if quantize not in QUANTIZE_FLAGS:
         raise ConfigError(f"quantize must be one of float16, uint8 or none, not {quantize!r}")
-    converter = shutil.which("tensorflowjs_converter")
-    if converter is None:
-        raise KdetectError("tensorflowjs_converter is not installed; install it with "
-                           "pip install tensorflowjs==4.22.0 ydf==0.12.0 (see the README)")
+    if not converter_installed():
+        raise KdetectError("tensorflowjs is not installed; install it with pip install -e '.[export]' "
+                           "(tensorflowjs 4.22.0 and ydf 0.12.0, see the README)")
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kdetect-export-") as scratch:
         saved = export_saved_model(model_dir, Path(scratch) / "saved_model")
         staged = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-        cmd = [converter, "--input_format=tf_saved_model", "--output_format=tfjs_graph_model",
+        # As a module of this interpreter, so it works in a virtual environment that is not activated.
+        cmd = [sys.executable, "-m", "tensorflowjs.converters.converter", "--input_format=tf_saved_model", "--output_format=tfjs_graph_model",
                *QUANTIZE_FLAGS[quantize], str(saved), str(staged)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:

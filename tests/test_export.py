@@ -1,12 +1,11 @@
 """Export: the SavedModel (preprocessing inside) reads exactly as the Solver does; TF.js when installed."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from kdetect.export import export_saved_model, export_tfjs, exported_size, metadata
+from kdetect.export import converter_installed, export_saved_model, export_tfjs, exported_size, metadata
 from kdetect.package import save_package
 from kdetect.solver import Solver
 from kdetect.yolo.config import ModelConfig
@@ -40,7 +39,7 @@ def test_metadata_carries_the_decoding_config(package):
     assert meta["charset"] == ModelConfig().charset and len(meta["anchors"]) == 6 and meta["strides"] == [8, 16]
 
 
-@pytest.mark.skipif(shutil.which("tensorflowjs_converter") is None, reason="tensorflowjs is not installed")
+@pytest.mark.skipif(not converter_installed(), reason="tensorflowjs is not installed")
 def test_tfjs_export_writes_a_graph_model(package, tmp_path):
     out = export_tfjs(package, tmp_path / "web-model", quantize="float16")
     assert json.loads((out / "model.json").read_text())["format"] == "graph-model"
