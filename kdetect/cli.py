@@ -86,6 +86,7 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per image, with glyph scores and boxes")
     p.add_argument("--draw", type=Path, help="write a PNG with the read glyph boxes drawn")
     p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
+    p.add_argument("--symbols", help="characters the captchas are known to use, e.g. 0123456789 for Gnuboard; others are never read")
     p.set_defaults(run=_run_solve)
 
 
@@ -96,7 +97,7 @@ def _run_solve(args: argparse.Namespace) -> int:
     from kdetect.images import load_image
     from kdetect.solver import Solver
 
-    solver = Solver(args.model)
+    solver = Solver(args.model, args.symbols)
     failed = 0
     drawn = []
     for path in args.images:
@@ -131,6 +132,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folder", type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object; `accuracy` is full-string accuracy")
     p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
+    p.add_argument("--symbols", help="characters the captchas are known to use, e.g. 0123456789 for Gnuboard; others are never read")
     p.set_defaults(run=_run_eval)
 
 
@@ -140,7 +142,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from kdetect.evaluate import evaluate
     from kdetect.solver import Solver
 
-    result = evaluate(Solver(args.model), args.folder)
+    result = evaluate(Solver(args.model, args.symbols), args.folder)
     if args.json:
         print(json.dumps(result))
         return 0

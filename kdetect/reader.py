@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kdetect.errors import ConfigError
 from kdetect.images import ImageLike, load_image
 from kdetect.yolo.decode import Reading
 
@@ -16,8 +17,10 @@ from kdetect.yolo.decode import Reading
 class Reader(ABC):
     """Reads captchas with one model package, loaded on first use and kept."""
 
-    def __init__(self, model_dir: str | Path):
+    def __init__(self, model_dir: str | Path, symbols: str | None = None):
         self.model_dir = Path(model_dir)
+        # The characters the captchas are known to use (a site's allowed_symbols), if given.
+        self.symbols = symbols
         self.config = None  # the package's model config, once loaded
         self._lock = threading.Lock()
         self._loaded = False
@@ -38,7 +41,14 @@ class Reader(ABC):
         with self._lock:
             if not self._loaded:
                 self._load_model()
+                self._check_symbols()
                 self._loaded = True
+
+    def _check_symbols(self) -> None:
+        unknown = sorted(set(self.symbols or "") - set(self.config.charset))
+        if unknown or self.symbols == "":
+            raise ConfigError(f"symbols {self.symbols!r} must be a non-empty subset of the model's charset "
+                              f"{self.config.charset!r}; not in it: {''.join(unknown)}")
 
     def read(self, image: ImageLike, length: int | None = None) -> Reading:
         """The detailed answer for one image: text, confidence, and each glyph's char, score and box.

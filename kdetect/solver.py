@@ -22,33 +22,36 @@ class DetectorReader(Reader):
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
         outputs = self._infer(images)
-        return decode_batch([o.numpy() for o in outputs], self.config, [size] * len(images))
+        return decode_batch([o.numpy() for o in outputs], self.config, [size] * len(images), self.symbols)
 
 
-def open_reader(model_dir: str | Path) -> Reader:
+def open_reader(model_dir: str | Path, symbols: str | None = None) -> Reader:
     """The reader for a package's kind (see kdetect/package.py); nothing is loaded yet."""
     if package_kind(model_dir) == "classifier":
         from kdetect.baseline.reader import ClassifierReader
 
-        return ClassifierReader(model_dir)
-    return DetectorReader(model_dir)
+        return ClassifierReader(model_dir, symbols)
+    return DetectorReader(model_dir, symbols)
 
 
 class Solver(Reader):
     """Reads captchas with one model package, detector or classifier baseline, loaded on first
     use and kept. Without model_dir, the shipped default model."""
 
-    def __init__(self, model_dir: str | Path | None = None):
-        super().__init__(model_dir if model_dir else default_model_dir())
+    def __init__(self, model_dir: str | Path | None = None, symbols: str | None = None):
+        super().__init__(model_dir if model_dir else default_model_dir(), symbols)
         self.reader: Reader | None = None
 
     def _load_model(self) -> None:
-        reader = open_reader(self.model_dir)
+        reader = open_reader(self.model_dir, self.symbols)
         reader.load()
         self.reader, self.config = reader, reader.config
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
         return self.reader._read_arrays(images, size)
+
+    def _check_symbols(self) -> None:
+        pass  # the inner reader checked them
 
     def check_length(self, length: int | None) -> None:
         self.reader.check_length(length)

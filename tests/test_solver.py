@@ -101,3 +101,9 @@ def test_cli_reports_bad_files_continues_and_exits_nonzero(package, captcha, tmp
     line = json.loads(out.strip().splitlines()[-1])
     assert line["file"] == str(path) and isinstance(line["glyphs"], list)
     assert (tmp_path / "d.png").is_file()
+
+
+def test_symbols_outside_the_charset_are_refused(package, captcha):
+    with pytest.raises(ConfigError, match="subset of the model's charset"):
+        Solver(package, symbols="01$").read(captcha[1])
+    assert set(Solver(package, symbols="0123456789").read(captcha[1]).text) <= set("0123456789")

@@ -111,3 +111,14 @@ def test_kmeans_finds_the_clusters_and_sorts_by_area():
     np.testing.assert_allclose(anchors, centres, atol=1.0)
     assert mean_best_iou(wh, anchors) > 0.95
     np.testing.assert_array_equal(anchors, kmeans_anchors(wh, 3, seed=0))
+
+
+def test_symbols_restrict_what_can_be_read():
+    cfg = dataclasses.replace(CFG, anchors=((20, 40),) * 6)
+    raw8 = np.full((8, 20, 3, 41), -10.0, np.float32)
+    raw16 = np.full((4, 10, 3, 41), -10.0, np.float32)
+    raw8[4, 5, 0, 4] = 6
+    raw8[4, 5, 0, 5 + 21] = 4  # 'l' is the model's first guess ...
+    raw8[4, 5, 0, 5 + 1] = 2  # ... '1' its second
+    assert decode([raw8, raw16], cfg).text == "l"
+    assert decode([raw8, raw16], cfg, symbols="0123456789").text == "1"

@@ -7,11 +7,12 @@ import numpy as np
 from kdetect.baseline.package import load_classifier_package
 from kdetect.errors import LengthError
 from kdetect.reader import Reader, compiled_inference
-from kdetect.yolo.decode import Glyph, Reading
+from kdetect.yolo.decode import Glyph, Reading, symbol_mask
 
 
-def decode_probabilities(probs: np.ndarray, charset: str) -> Reading:
-    """One image's probabilities [length, classes] -> the most likely char at each position."""
+def decode_probabilities(probs: np.ndarray, charset: str, symbols: str | None = None) -> Reading:
+    """One image's probabilities [length, classes] -> the most likely allowed char at each position."""
+    probs = probs * symbol_mask(charset, symbols)
     ids, scores = probs.argmax(-1), probs.max(-1)
     glyphs = tuple(Glyph(charset[i], float(s)) for i, s in zip(ids, scores))
     return Reading("".join(g.char for g in glyphs), float(np.prod(scores)), glyphs)
@@ -25,7 +26,7 @@ class ClassifierReader(Reader):
         self._infer = compiled_inference(classifier, self.config)
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
-        return [decode_probabilities(p, self.config.charset) for p in self._infer(images).numpy()]
+        return [decode_probabilities(p, self.config.charset, self.symbols) for p in self._infer(images).numpy()]
 
     def check_length(self, length: int | None) -> None:
         if length is not None and length != self.config.length:

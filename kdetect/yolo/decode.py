@@ -32,8 +32,16 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def candidates(outputs: list[np.ndarray], cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's raw outputs [gh, gw, A, 5+C] per scale -> boxes [K, 4] (0..1), scores [K], classes [K]."""
+def symbol_mask(charset: str, symbols: str | None) -> np.ndarray:
+    """[C] 1 for the classes an answer may use, 0 for the rest (all 1 without a restriction)."""
+    return np.array([symbols is None or c in symbols for c in charset], np.float32)
+
+
+def candidates(outputs: list[np.ndarray], cfg: ModelConfig,
+               symbols: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's raw outputs [gh, gw, A, 5+C] per scale -> boxes [K, 4] (0..1), scores [K], classes [K].
+    symbols: the characters the captcha is known to use (KCAPTCHA's allowed_symbols); others never win."""
+    mask = symbol_mask(cfg.charset, symbols)
     boxes, scores, classes = [], [], []
     for s, raw in enumerate(outputs):
         gh, gw = cfg.grid(s)
@@ -42,7 +50,7 @@ def candidates(outputs: list[np.ndarray], cfg: ModelConfig) -> tuple[np.ndarray,
         anchors = np.asarray(cfg.scale_anchors(s), np.float32) / [cfg.input_width, cfg.input_height]
         centre = (sigmoid(raw[..., 0:2]) + cells) / [gw, gh]
         wh = np.exp(np.clip(raw[..., 2:4], -8, 8)) * anchors
-        class_prob = sigmoid(raw[..., 5:])
+        class_prob = sigmoid(raw[..., 5:]) * mask
         score = sigmoid(raw[..., 4]) * class_prob.max(-1)
         boxes.append(np.clip(np.concatenate([centre - wh / 2, centre + wh / 2], -1), 0.0, 1.0).reshape(-1, 4))
         scores.append(score.reshape(-1))
@@ -70,10 +78,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
-def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, int] | None = None) -> Reading:
+def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, int] | None = None,
+           symbols: str | None = None) -> Reading:
     """One image's raw outputs -> Reading. image_size (width, height) scales boxes back to the
     original picture; without it boxes are in model-input pixels."""
-    boxes, scores, classes = candidates(outputs, cfg)
+    boxes, scores, classes = candidates(outputs, cfg, symbols)
     sure = scores >= cfg.score_threshold
     boxes, scores, classes = boxes[sure], scores[sure], classes[sure]
     keep = nms(boxes, scores, cfg.nms_iou)
@@ -85,8 +94,8 @@ def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, i
     return Reading("".join(g.char for g in glyphs), confidence, glyphs)
 
 
-def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig,
-                 image_sizes: list[tuple[int, int]] | None = None) -> list[Reading]:
+def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[tuple[int, int]] | None = None,
+                 symbols: str | None = None) -> list[Reading]:
     """Batched outputs [B, gh, gw, A, 5+C] per scale -> one Reading per image."""
     n = outputs[0].shape[0]
-    return [decode([o[i] for o in outputs], cfg, image_sizes[i] if image_sizes else None) for i in range(n)]
+    return [decode([o[i] for o in outputs], cfg, image_sizes[i] if image_sizes else None, symbols) for i in range(n)]
