@@ -18,18 +18,57 @@ def load_tool():
     return module
 
 
-@pytest.fixture(scope="module")
-def strip_path(tmp_path_factory) -> Path:
+def make_strip(folder: Path, variant: str | None) -> Path:
     if not FONT.is_file():
         pytest.skip(f"{FONT} not installed (apt-get install fonts-urw-base35)")
     tool = load_tool()
-    path = tmp_path_factory.mktemp("fonts") / f"{tool.strip_name(FONT)}.png"
-    tool.save_png(tool.render_strip(FONT), path)
+    path = folder / f"{tool.strip_name(FONT, variant)}.png"
+    tool.save_png(tool.render_strip(FONT, variant), path)
     return path
 
 
+@pytest.fixture(scope="module")
+def strip_path(tmp_path_factory) -> Path:
+    return make_strip(tmp_path_factory.mktemp("fonts"), None)
+
+
+@pytest.fixture(scope="module")
+def variant_paths(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("variants")
+    return {v: make_strip(folder, v) for v in ("thin-narrow", "thick-wide")}
+
+
+def test_variant_names():
+    tool = load_tool()
+    assert tool.strip_name(FONT) == "p052_bold"
+    assert tool.strip_name(FONT, "thin-narrow") == "p052_bold-thin-narrow"
+    assert tool.strip_name("/x/Cardob101.ttf") == "cardo_bold"
+    assert tool.font_variants(0, 1) == ["thin-narrow"] and tool.font_variants(1, 2) == ["thick-wide", "thin-wide"]
+    assert set(tool.font_variants(3, 4)) == set(tool.VARIANTS)
+
+
+def test_variants_are_valid_strips_that_bracket_the_calibrated_one(strip_path, variant_paths):
+    for path in variant_paths.values():
+        check_layout_and_geometry(path)
+
+    def measure(path: Path) -> tuple[float, float]:
+        """(mean glyph span in columns, ink in alpha units)."""
+        strip = Image.open(path)
+        runs = load_tool().validate_strip(strip)
+        return np.mean([e - s for s, e in runs]), float(np.asarray(strip)[1:, :, 3].sum())
+
+    (span, ink) = measure(strip_path)
+    (thin_span, thin_ink), (thick_span, thick_ink) = (measure(variant_paths[v]) for v in ("thin-narrow", "thick-wide"))
+    assert thin_span < span < thick_span
+    assert thin_ink < ink < thick_ink
+
+
 def test_strip_layout_and_geometry(strip_path):
-    strip = Image.open(strip_path)
+    check_layout_and_geometry(strip_path)
+
+
+def check_layout_and_geometry(path: Path) -> None:
+    strip = Image.open(path)
     assert strip.size[1] == 70 and strip.mode == "RGBA"
     runs = load_tool().validate_strip(strip)
     assert len(runs) == 36
@@ -56,3 +95,10 @@ def test_validate_rejects_a_wrong_strip(strip_path):
     last_start = tool.validate_strip(strip)[-1][0]
     with pytest.raises(ValueError, match="35 marker runs"):
         tool.validate_strip(strip.crop((0, 0, last_start, 70)))
+
+
+def test_shipped_strips_are_valid():
+    strips = sorted((SCRIPT.parents[1] / "kcaptcha_bbox" / "fonts").glob("*.png"))
+    assert strips
+    for path in strips:
+        check_layout_and_geometry(path)

@@ -21,6 +21,14 @@ from kdetect.evaluate import evaluate  # noqa: E402
 from kdetect.solver import Solver  # noqa: E402
 
 PRESETS = ["gnuboard5", "l2", "varlen", "kcaptcha21"]
+KCAPTCHA21_SYMBOLS = "23456789abcdegikpqsvxyz"  # the renderer's default, which kcaptcha21.json keeps
+
+
+def preset_symbols(config: dict) -> str:
+    """Every symbol a preset's answers can hold (its allowed_symbols, or the renderer's default)."""
+    allowed = config.get("allowed_symbols", KCAPTCHA21_SYMBOLS)
+    choices = allowed["choice"] if isinstance(allowed, dict) else [allowed]
+    return "".join(sorted(set("".join(choices))))
 
 
 def main() -> None:
@@ -30,13 +38,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4242, help="a seed no training or validation set used")
     parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
     parser.add_argument("--out", type=Path, default=Path("out/accuracy"))
+    parser.add_argument("--known-symbols", action="store_true",
+                        help="read each preset with its allowed_symbols, as a site owner who knows them would")
     args = parser.parse_args()
-    solver = Solver(args.model)
     print("| preset | synthetic full-string | synthetic per-char | realval full-string | realval per-char |")
     print("|---|---|---|---|---|")
     for preset in PRESETS:
-        spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=args.seed,
-                           count=args.count, preset=preset)
+        config = renderer.load_config(renderer.preset_path(preset))
+        solver = Solver(args.model, preset_symbols(config) if args.known_symbols else None)
+        spec = DatasetSpec(config=config, seed=args.seed, count=args.count, preset=preset)
         generate(spec, args.out / preset)
         syn = evaluate(solver, args.out / preset)
         cells = [f"{syn['accuracy']:.2%} of {syn['images']}", f"{syn['char_accuracy']:.2%}"]

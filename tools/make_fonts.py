@@ -6,6 +6,11 @@ columns, in alphabet order; rows 1..69 hold the glyphs in black with anti-aliase
 The real KCAPTCHA fonts draw each bold letter as its outline only, so we do the same:
 render the filled letter at SS x resolution, keep a band around its contour, and box-filter
 down to get the alpha.
+
+Each font gives its calibrated strip (<name>.png: the sizes below) and, for domain
+randomisation, variants with a thinner or thicker outline and narrower or wider glyphs
+(<name>-thin-narrow.png and so on; see VARIANTS): the real faces differ from each other and
+from any look-alike, so the training strips bracket the calibrated means rather than sit on them.
 """
 
 from __future__ import annotations
@@ -35,9 +40,24 @@ MARGIN = 1  # transparent columns kept inside each span, left and right
 GAP = 2  # transparent columns between spans
 CANVAS_ROWS = 2 * (HEIGHT - 1) * SS  # glyphs are drawn on a tall canvas, then cropped to rows 1..69
 
-# Paths of the Debian packages that ship them: Times-, Palatino- and Century-like bold serifs.
+# Variants: name suffix -> (outline width in px, factor on the calibrated glyph widths). The
+# band spans both sides of 2.0 px and of the calibrated widths, so the mean ink and text extent
+# of all strips stay near the calibrated ones.
+VARIANTS = {
+    "thin-narrow": (1.5, 0.9),
+    "thick-wide": (2.5, 1.1),
+    "thin-wide": (1.5, 1.1),
+    "thick-narrow": (2.5, 0.9),
+}
+
+# Fonts and the Debian packages that ship them. Times-, Palatino- and Century-like bold serifs
+# for two of the real faces; for the third, Perpetua Bold (Gill's chiselled roman: small sharp
+# serifs, lighter contrast, short x-height, old-style figures) humanist and old-style faces:
+# Linux Libertine, Cardo (Bembo-like), EB Garamond and Vollkorn (old-style figures), Accanthis
+# (semi-old-style figures) and Baskervald (transitional, as Perpetua is usually classed).
 _URW = "/usr/share/fonts/opentype/urw-base35"
 _GYRE = "/usr/share/texmf/fonts/opentype/public/tex-gyre"
+_ADF = "/usr/share/fonts/truetype/adf"
 DEFAULT_FONTS = {
     f"{_URW}/NimbusRoman-Bold.otf": "fonts-urw-base35",
     f"{_URW}/P052-Bold.otf": "fonts-urw-base35",
@@ -47,14 +67,39 @@ DEFAULT_FONTS = {
     "/usr/share/fonts/truetype/liberation/LiberationSerif-Bold.ttf": "fonts-liberation",
     "/usr/share/fonts/truetype/freefont/FreeSerifBold.ttf": "fonts-freefont-ttf",
     "/usr/share/fonts/truetype/crosextra/Caladea-Bold.ttf": "fonts-crosextra-caladea",
+    "/usr/share/fonts/opentype/linux-libertine/LinLibertine_RB.otf": "fonts-linuxlibertine",
+    "/usr/share/fonts/truetype/cardo/Cardob101.ttf": "fonts-cardo",
+    "/usr/share/fonts/opentype/ebgaramond/EBGaramond12-Bold.otf": "fonts-ebgaramond",
+    "/usr/share/fonts/truetype/vollkorn/Vollkorn-Bold.ttf": "fonts-vollkorn",
+    f"{_ADF}/AccanthisADFStd-Bold.otf": "fonts-adf-accanthis",
+    f"{_ADF}/BaskervaldADFStd-Bold.otf": "fonts-adf-baskervald",
+}
+# Strip names for files whose stem says little.
+STRIP_NAMES = {
+    "LinLibertine_RB": "linux_libertine_bold",
+    "Cardob101": "cardo_bold",
+    "EBGaramond12-Bold": "eb_garamond_bold",
+    "AccanthisADFStd-Bold": "accanthis_bold",
+    "BaskervaldADFStd-Bold": "baskervald_bold",
 }
 
 
-def strip_name(font_path: str | Path) -> str:
-    """'NimbusRoman-Bold.otf' -> 'nimbus_roman_bold'."""
+def strip_name(font_path: str | Path, variant: str | None = None) -> str:
+    """'NimbusRoman-Bold.otf' -> 'nimbus_roman_bold'; with variant 'thin-narrow', 'nimbus_roman_bold-thin-narrow'."""
     stem = Path(font_path).stem
-    stem = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", stem)
-    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
+    if stem in STRIP_NAMES:
+        name = STRIP_NAMES[stem]
+    else:
+        stem = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", stem)
+        name = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
+    return f"{name}-{variant}" if variant else name
+
+
+def font_variants(index: int, count: int) -> list[str]:
+    """The `count` variants made for the index-th font: VARIANTS taken in turn, so that a
+    list of fonts spreads every variant over fonts of every kind."""
+    names = list(VARIANTS)
+    return [names[(index + k) % len(names)] for k in range(count)]
 
 
 def _disk_offsets(radius: int) -> list[tuple[int, int]]:
@@ -99,7 +144,7 @@ def _ink_rows(mask: np.ndarray) -> tuple[int, int]:
     return int(rows[0]), int(rows[-1]) + 1
 
 
-def point_sizes(font_path: str) -> tuple[int, int]:
+def point_sizes(font_path: str, outline_px: float = OUTLINE_PX) -> tuple[int, int]:
     """Supersampled pixel sizes for figures and for letters.
 
     Figures get FIGURE_HEIGHT, letters LETTER_SPAN from ascender top to descender bottom (outline
@@ -110,14 +155,15 @@ def point_sizes(font_path: str) -> tuple[int, int]:
     rows = [_ink_rows(m) for m in _filled_alphabet(font_path, (ref, ref))]
     figure_height = np.mean([b - t for t, b in rows[:10]])
     letter_span = max(b for _, b in rows[10:]) - min(t for t, _ in rows[10:])
-    return (round(ref * (FIGURE_HEIGHT - OUTLINE_PX) * SS / figure_height),
-            round(ref * (LETTER_SPAN - OUTLINE_PX) * SS / letter_span))
+    return (round(ref * (FIGURE_HEIGHT - outline_px) * SS / figure_height),
+            round(ref * (LETTER_SPAN - outline_px) * SS / letter_span))
 
 
-def _x_scales(masks: list[np.ndarray], radius: int) -> list[float]:
-    """Per glyph horizontal scale: figures and letters condensed to the real faces' mean widths."""
+def _x_scales(masks: list[np.ndarray], radius: int, width_scale: float = 1.0) -> list[float]:
+    """Per glyph horizontal scale: figures and letters condensed to the real faces' mean widths,
+    then times width_scale."""
     def scale(group: list[np.ndarray], target: float) -> float:
-        return min(1.0, target * SS / np.mean([m.shape[1] for m in group]))
+        return min(1.0, target * SS / np.mean([m.shape[1] for m in group])) * width_scale
 
     figure, letter = scale(masks[:10], FIGURE_WIDTH), scale(masks[10:], LETTER_WIDTH)
     widest = (MAX_SPAN - 2 * MARGIN) * SS - 2 * radius  # keeps m and w inside MAX_SPAN
@@ -140,11 +186,12 @@ def _glyph_alpha(mask: np.ndarray, radius: int, x_scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(canvas).reduce(SS))
 
 
-def render_strip(font_path: str | Path) -> Image.Image:
-    """The KCAPTCHA font strip (RGBA, HEIGHT rows) for one font file."""
+def render_strip(font_path: str | Path, variant: str | None = None) -> Image.Image:
+    """The KCAPTCHA font strip (RGBA, HEIGHT rows) for one font file: calibrated, or a VARIANTS one."""
     font_path = str(font_path)
-    radius = round(OUTLINE_PX * SS / 2)
-    masks = _filled_alphabet(font_path, point_sizes(font_path))
+    outline_px, width_scale = VARIANTS[variant] if variant else (OUTLINE_PX, 1.0)
+    radius = round(outline_px * SS / 2)
+    masks = _filled_alphabet(font_path, point_sizes(font_path, outline_px))
     rows = [_ink_rows(m) for m in masks]
     top, bottom = min(t for t, _ in rows), max(b for _, b in rows)
     # Centre the ink in rows 1..69, with the baseline on a whole output row so every strip
@@ -153,7 +200,7 @@ def render_strip(font_path: str | Path) -> Image.Image:
     baseline = CANVAS_ROWS // 2
     first = baseline - round((baseline - (top + bottom - glyph_rows) / 2) / SS) * SS
     masks = [m[first:first + glyph_rows] for m in masks]
-    alphas = [_glyph_alpha(m, radius, s) for m, s in zip(masks, _x_scales(masks, radius))]
+    alphas = [_glyph_alpha(m, radius, s) for m, s in zip(masks, _x_scales(masks, radius, width_scale))]
 
     width = GAP + sum(a.shape[1] + GAP for a in alphas)
     strip = np.zeros((HEIGHT, width, 4), dtype=np.uint8)
@@ -207,17 +254,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("fonts", nargs="*", default=list(DEFAULT_FONTS),
                     help="font files (.otf/.ttf); default: the bold serifs listed in DEFAULT_FONTS")
+    ap.add_argument("--variants", type=int, default=1, choices=range(len(VARIANTS) + 1),
+                    help="variant strips per font besides the calibrated one, VARIANTS taken in turn "
+                         "(default: 1)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "kcaptcha_bbox" / "fonts",
                     help="folder for the <name>.png strips (default: kcaptcha_bbox/fonts)")
     args = ap.parse_args()
     check_installed(args.fonts)
     args.out.mkdir(parents=True, exist_ok=True)
-    for font_path in args.fonts:
-        strip = render_strip(font_path)
-        validate_strip(strip)
-        path = args.out / f"{strip_name(font_path)}.png"
-        save_png(strip, path)
-        print(f"{path}  {strip.width}x{strip.height}")
+    for i, font_path in enumerate(args.fonts):
+        for variant in [None, *font_variants(i, args.variants)]:
+            strip = render_strip(font_path, variant)
+            validate_strip(strip)
+            path = args.out / f"{strip_name(font_path, variant)}.png"
+            save_png(strip, path)
+            print(f"{path}  {strip.width}x{strip.height}")
 
 
 if __name__ == "__main__":

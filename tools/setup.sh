@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(php-cli php-gd python3-venv fonts-urw-base35 fonts-texgyre fonts-liberation
-              fonts-freefont-ttf fonts-crosextra-caladea)
+              fonts-freefont-ttf fonts-crosextra-caladea fonts-linuxlibertine fonts-cardo
+              fonts-ebgaramond fonts-vollkorn fonts-adf-accanthis fonts-adf-baskervald)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
