@@ -21,12 +21,14 @@ function kb_main(array $argv): int
         throw new RenderError('PHP has no GD extension; install it with: apt-get install php-gd');
     }
     $cfg = kb_read_config($args['config']);
-    $fonts = array_map(fn($p) => kb_load_font($p, $cfg['alphabet']), kb_font_paths($cfg['fonts'], __DIR__));
+    $fontPaths = kb_font_paths($cfg['fonts'], __DIR__);
+    $fonts = array_map(fn($p) => kb_load_font($p, $cfg['alphabet']), $fontPaths);
     kb_check_fonts_cover($fonts, $cfg);
     if (isset($args['check'])) {
         // Render one image to prove the config can produce text that fits.
         kb_render($cfg, $fonts, 0, 0, false);
-        fwrite(STDOUT, json_encode(['ok' => true, 'fonts' => array_map(fn($f) => $f->name, $fonts)]) . "\n");
+        $files = array_map(fn($p) => realpath($p), $fontPaths);
+        fwrite(STDOUT, json_encode(['ok' => true, 'fonts' => array_map(fn($f) => $f->name, $fonts), 'font_files' => $files]) . "\n");
         return 0;
     }
     foreach (['seed', 'start', 'count', 'out'] as $need) {

@@ -136,3 +136,19 @@ def test_missing_php_names_the_install_command(monkeypatch, make_config):
             renderer.check_config(make_config())
     finally:
         renderer.php_binary.cache_clear()
+
+
+def test_resume_with_changed_font_strips_is_refused(make_config, tmp_path):
+    import shutil
+
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    strips = sorted(renderer.resource_dir("kcaptcha_bbox").glob("fonts/*.png"))[:2]
+    for strip in strips:
+        shutil.copy(strip, fonts / strip.name)
+    config = renderer.load_config(make_config(fonts=str(fonts)))
+    generate(DatasetSpec(config=config, seed=1, count=4, shard_size=2), tmp_path / "data")
+    assert set(renderer.check_config(tmp_path / "data" / "config.json")) == {s.stem for s in strips}
+    shutil.copy(strips[1], fonts / strips[0].name)  # same name, other glyphs
+    with pytest.raises(DatasetError, match="font strips changed"):
+        generate(DatasetSpec(config=config, seed=1, count=4, shard_size=2), tmp_path / "data")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from kdetect.data import renderer
@@ -22,18 +23,23 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
-    parser.add_argument("--out", type=Path, default=Path("out/fidelity"))
+    parser.add_argument("--out", type=Path, help="keep the rendered images here (default: a temporary folder)")
     parser.add_argument("--tolerance", type=float, default=0.15)
     args = parser.parse_args()
     if not args.realval.is_dir():
         print(f"no real captchas at {args.realval}; nothing to compare against")
         return 0
+    with tempfile.TemporaryDirectory() as scratch:
+        return compare_presets(args, args.out or Path(scratch))
+
+
+def compare_presets(args: argparse.Namespace, out: Path) -> int:
     print(f"{'preset':<11} {'stat':<13} {'ours':>9} {'real':>9} {'diff':>7}")
     worst = 0.0
     for preset in PRESETS:
         spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=args.seed,
                            count=args.count, preset=preset)
-        folder = args.out / preset
+        folder = out / preset
         generate(spec, folder)
         ours = folder_stats(sorted(folder.glob("*.jpg")))
         real = folder_stats(sorted((args.realval / preset).glob("*.jpg")))

@@ -60,8 +60,8 @@ def generate(spec: DatasetSpec, out_dir: str | Path, workers: int | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, spec)
+    _check_fonts(out, renderer.check_config(out / "config.json"))
     config_file = out / "config.json"
-    renderer.check_config(config_file)
     report = progress or (lambda n: None)
     pending = []
     for k, start, n in spec.chunks:
@@ -85,10 +85,20 @@ def _claim(out: Path, spec: DatasetSpec) -> None:
             raise DatasetError(f"{out} already holds a dataset made with other settings ({path}); "
                                "choose a new --out folder, or delete that one to start again")
         return
-    if any(p.name not in {SETTINGS, "config.json"} for p in out.iterdir()):
+    if any(p.name not in {SETTINGS, "config.json", "fonts.json"} for p in out.iterdir()):
         raise DatasetError(f"{out} is not empty and is not a kdetect dataset; choose an empty --out folder")
     write_atomic(out / "config.json", json.dumps(spec.config, indent=2) + "\n")
     write_atomic(path, json.dumps(settings, indent=2) + "\n")
+
+
+def _check_fonts(out: Path, fonts: dict[str, str]) -> None:
+    """Record the font strips' hashes; a resumed run must draw with the very same strips."""
+    path = out / "fonts.json"
+    if path.is_file() and json.loads(path.read_text()) != fonts:
+        raise DatasetError(f"the font strips changed since {out} was started ({path} lists the old ones); "
+                           "choose a new --out folder, or delete that one to start again")
+    if not path.is_file():
+        write_atomic(path, json.dumps(fonts, indent=2, sort_keys=True) + "\n")
 
 
 def _build_images(spec: DatasetSpec, config_file: Path, out: Path, k: int, start: int, n: int,
@@ -133,6 +143,7 @@ def _build_shard(spec: DatasetSpec, config_file: Path, out: Path, k: int, start:
 def _finish(spec: DatasetSpec, out: Path) -> dict:
     manifest = json.loads((out / SETTINGS).read_text())
     manifest["format"] = "tfrecord" if spec.tfrecord else "images"
+    manifest["fonts"] = json.loads((out / "fonts.json").read_text())
     anns = [json.loads(line) for k, _, _ in spec.chunks for line in (out / spec.part_file(k)).open()]
     write_atomic(out / "annotations.jsonl", "".join(json.dumps(a) + "\n" for a in anns))
     if spec.tfrecord:

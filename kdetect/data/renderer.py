@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import shutil
 import subprocess
@@ -71,13 +72,16 @@ def php_binary() -> str:
     return php
 
 
-def check_config(config_file: Path) -> list[str]:
-    """Validate a config with the renderer itself (one source of truth); returns the font names."""
+def check_config(config_file: Path) -> dict[str, str]:
+    """Validate a config with the renderer itself (one source of truth); returns {font name: sha256 of its strip},
+    which pins down the fonts a dataset was drawn with."""
     proc = subprocess.run([php_binary(), *PHP_JIT, str(renderer_script()), "--config", str(config_file), "--check"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise ConfigError(_php_message(proc.stderr, config_file))
-    return json.loads(proc.stdout)["fonts"]
+    found = json.loads(proc.stdout)
+    return {name: hashlib.sha256(Path(file).read_bytes()).hexdigest()
+            for name, file in zip(found["fonts"], found["font_files"])}
 
 
 def render(config_file: Path, seed: int, start: int, count: int, out_dir: Path,
