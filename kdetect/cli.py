@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     _add_train_classifier(sub)
     _add_export(sub)
     _add_demo(sub)
+    _add_web(sub)
+    _add_compact(sub)
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
@@ -164,16 +166,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--out-dir")
     p.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /cpu:0,/cpu:1")
+    p.add_argument("--package-best", type=Path, metavar="OUT",
+                   help="do not train: package the run's best checkpoint so far into OUT (works while it runs)")
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from kdetect.train import TrainConfig, train
+    from kdetect.train import TrainConfig, package_best, train
 
     overrides = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir}
     tc = dataclasses.replace(TrainConfig.load(args.config), **{k: v for k, v in overrides.items() if v is not None})
+    if args.package_best:
+        summary = package_best(tc, args.package_best)
+        print(f"model package: {args.package_best} (val full-string accuracy {summary['val_string_accuracy']:.4f})")
+        return
     summary = train(tc, devices=args.devices.split(",") if args.devices else None, log=print)
     print(f"model package: {tc.out_dir}/model (val full-string accuracy {summary['val_string_accuracy']:.4f})")
 
@@ -262,6 +270,47 @@ def _run_demo(args: argparse.Namespace) -> None:
             right, total = right + ok, total + 1
             print(f"{preset:<11} {ann['text']:<9} {reading.text:<9} {reading.confidence:>10.3f} {'' if ok else 'WRONG'}")
     print(f"{right} of {total} read right (seed {seed}; images in {args.out})")
+
+
+def _add_web(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("web", help="serve the browser demo (web/) on localhost")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--dir", type=Path, help="the folder to serve (default: web/ of this checkout)")
+    p.set_defaults(run=_run_web)
+
+
+def _run_web(args: argparse.Namespace) -> None:
+    from kdetect.web import TFJS, check_web, install_tfjs, make_server, web_dir
+
+    folder = args.dir or web_dir()
+    if not (folder / TFJS).is_file():
+        print(f"installing the pinned TF.js into {folder}/node_modules (npm ci) ...")
+        install_tfjs(folder)
+    check_web(folder)
+    server = make_server(folder, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"serving {folder} at http://{host}:{port}/ (Ctrl+C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _add_compact(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compact", help="fold batch norm and snap weights to the uint8 grid, so a package and its "
+                                       "TF.js export (uint8) read identically")
+    p.add_argument("model", type=Path, help="a detector package folder")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=_run_compact)
+
+
+def _run_compact(args: argparse.Namespace) -> None:
+    from kdetect.compact import compact_package
+
+    print(f"wrote {compact_package(args.model, args.out)}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ def write_atomic(path: str | Path, text: str) -> None:
 def replace_dir(staged: str | Path, target: str | Path) -> None:
     """Put a fully written folder in place of target: a reader sees the old folder or the new one."""
     staged, target = Path(staged), Path(target)
+    # mkdtemp makes 0700 folders; a model or dataset folder should read like any other.
+    staged.chmod(0o755)
     if target.exists():
         old = target.with_name(target.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

@@ -18,6 +18,7 @@ from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
 from kdetect.fsutil import write_atomic
+from kdetect.errors import ConfigError
 from kdetect.package import save_package
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
 from kdetect.yolo.config import ModelConfig
@@ -45,7 +46,7 @@ class TrainConfig(JsonConfig):
     val_images: int = 1000
     patience: int = 6
     seed: int = 0
-    augment: bool = True
+    augment: float = 1.0  # the fraction of training images augmented; 0 (or false) turns it off
     kmeans_anchors: bool = True
     # Start from a model package (its anchors and weights) instead of from scratch: longer
     # training spread over several sessions, or fine-tuning on other data.
@@ -55,6 +56,10 @@ class TrainConfig(JsonConfig):
     def convert(cls, data: dict) -> dict:
         data["model"] = ModelConfig.from_dict(data.get("model", {}))
         return data
+
+    def validate(self) -> None:
+        if not 0.0 <= float(self.augment) <= 1.0:
+            raise ConfigError(f"augment is the fraction of images augmented, 0 to 1 (or true/false), not {self.augment!r}")
 
 
 class YoloTrainer(keras.Model):
@@ -107,7 +112,7 @@ def prepare(example: dict, cfg: ModelConfig) -> tuple[tf.Tensor, dict]:
 def training_dataset(tc: TrainConfig, cfg: ModelConfig) -> tf.data.Dataset:
     ds = read_dataset(tc.train_data, shuffle_seed=tc.seed).repeat()
     if tc.augment:
-        ds = augment_dataset(ds, seed=tc.seed)
+        ds = augment_dataset(ds, seed=tc.seed, fraction=float(tc.augment))
     ds = ds.map(lambda ex: prepare(ex, cfg), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(tc.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
@@ -228,18 +233,36 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     history = trainer.fit(training_dataset(tc, cfg), epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
                           callbacks=callbacks, verbose=verbose)
     seconds = time.time() - start
+    run = {"epochs_run_this_session": len(history.history.get("loss", [])), "seconds_this_session": round(seconds, 1),
+           "devices": strategy.num_replicas_in_sync}
+    return _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run)
+
+
+def package_best(tc: TrainConfig, out_dir: str | Path | None = None) -> dict:
+    """Package the best checkpoint so far of tc's run, which may still be going or have been
+    stopped (thresholds tuned on the validation set as at the end of training)."""
+    out = Path(tc.out_dir)
+    best = out / "best.weights.h5"
+    if not best.is_file():
+        raise ConfigError(f"{out} has no best.weights.h5 yet: a checkpoint appears after the first epoch")
+    cfg = ModelConfig.load(out / "model_config.json")
+    detector = build_detector(cfg)
+    val_images, val_texts = validation_arrays(tc.val_data, cfg, tc.val_images)
+    run = {"checkpoint": "best so far of a run that had not finished"}
+    return _package(tc, cfg, detector, best, val_images, val_texts, load_manifest(tc.train_data), run, out_dir)
+
+
+def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run, out_dir=None) -> dict:
     detector.load_weights(str(best))
     cfg = tune_thresholds(detector, val_images, val_texts, cfg)
-    final = string_accuracy(detector, val_images, val_texts, cfg)
-    epochs_run = len(history.history.get("loss", []))
     summary = {
         "train_data": tc.train_data, "train_preset": train_manifest.get("preset"),
         "train_images": train_manifest["images"], "train_seed": train_manifest["seed"],
-        "val_data": tc.val_data, "val_images": len(val_texts), "val_string_accuracy": final,
-        "epochs_run_this_session": epochs_run, "steps_per_epoch": tc.steps_per_epoch, "batch_size": tc.batch_size,
-        "seconds_this_session": round(seconds, 1), "seed": tc.seed, "devices": strategy.num_replicas_in_sync,
+        "val_data": tc.val_data, "val_images": len(val_texts),
+        "val_string_accuracy": string_accuracy(detector, val_images, val_texts, cfg),
+        "steps_per_epoch": tc.steps_per_epoch, "batch_size": tc.batch_size, "seed": tc.seed, **run,
     }
-    save_package(out / "model", detector, cfg, summary, model_card(cfg, tc, summary))
+    save_package(out_dir or Path(tc.out_dir) / "model", detector, cfg, summary, model_card(cfg, tc, summary))
     return summary
 
 
@@ -252,7 +275,7 @@ def model_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
         f"- Training data: {summary['train_images']:,} synthetic images from kcaptcha_bbox, preset "
         f"`{summary['train_preset']}`, seed {summary['train_seed']} ({tc.train_data}).\n"
         f"- Training: batch {tc.batch_size}, up to {tc.epochs} epochs of {tc.steps_per_epoch} steps, AdamW with "
-        f"cosine decay from {tc.learning_rate}, augmentation {'on' if tc.augment else 'off'}, seed {tc.seed}.\n"
+        f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}.\n"
         f"- Held-out synthetic validation ({summary['val_images']} images, {tc.val_data}): full-string "
         f"accuracy {summary['val_string_accuracy']:.4f}.\n"
         "- Never trained on real captchas. See the README for accuracy on real KCAPTCHA images.\n"

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Install everything kdetect needs on a fresh Debian machine (run as root, or with sudo present):
-# PHP with GD for the renderer, the free fonts tools/make_fonts.py draws from, and a virtual
+# PHP with GD for the renderer, the free fonts tools/make_fonts.py draws from, Chromium and
+# Node for the browser demo and its tests, TF.js from npm (web/node_modules), and a virtual
 # environment .venv holding kdetect with its pinned Python dependencies. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(php-cli php-gd python3-venv fonts-urw-base35 fonts-texgyre fonts-liberation
               fonts-freefont-ttf fonts-crosextra-caladea fonts-linuxlibertine fonts-cardo
-              fonts-ebgaramond fonts-vollkorn fonts-adf-accanthis fonts-adf-baskervald)
+              fonts-ebgaramond fonts-vollkorn fonts-adf-accanthis fonts-adf-baskervald
+              chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
-# Node runs the JavaScript decoder's tests (web/); any recent Node will do.
+# Node runs the JavaScript decoder's tests and npm installs the pinned TF.js for the demo (web/).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -27,4 +30,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev,export]"
+# The demo page loads TF.js from web/node_modules (pinned by web/package-lock.json; no CDN).
+(cd web && npm ci --no-audit --no-fund --loglevel=error)
 echo "setup: done (.venv/bin/kdetect is ready)"

@@ -48,6 +48,24 @@ function escapeHtml(s) {
 
 const EXPORT_HINT = 'Export one from the repository root with <code>kdetect export tfjs --out web/model</code>, then reload this page.';
 
+const WASM_DIR = 'node_modules/@tensorflow/tfjs-backend-wasm/dist/';
+
+/** WebAssembly first: for a model this small it beats WebGL on most machines and it is the
+ * only fast choice where there is no GPU (WebGL then runs in software). `?backend=NAME` in the
+ * page URL forces one (wasm, webgl, cpu). Returns the backend in use. */
+async function pickBackend() {
+  if (tf.wasm) tf.wasm.setWasmPaths(WASM_DIR);
+  const wanted = new URLSearchParams(window.location.search).get('backend');
+  for (const name of wanted ? [wanted] : ['wasm', 'webgl', 'cpu']) {
+    try {
+      if (await tf.setBackend(name)) return tf.getBackend();
+    } catch (err) {
+      console.warn(`TF.js backend ${name} is not available: ${err.message || err}`);
+    }
+  }
+  throw new PageError('no-tfjs', `No TF.js backend could start${wanted ? ` (asked for ${escapeHtml(wanted)})` : ''}.`);
+}
+
 async function fetchJson(url) {
   let response;
   try {
@@ -68,8 +86,7 @@ async function loadModel() {
     throw new PageError('no-tfjs', 'TF.js did not load from <code>node_modules/@tensorflow/tfjs</code>: '
       + 'run <code>npm install</code> in <code>web/</code> and reload.');
   }
-  await tf.ready();
-  $('backend').textContent = tf.getBackend();
+  $('backend').textContent = await pickBackend();
 
   const [metadata, graph] = await Promise.all([fetchJson(META_URL), fetchJson(MODEL_URL)]);
   if (!metadata || !graph) {
@@ -251,6 +268,16 @@ function wireInputs() {
   });
 }
 
+/** Reads the image at url (anything the page can fetch) without touching the page: the hook
+ * that browser tests and bench/bench_browser.py drive, through the same steps as the page. */
+async function readUrl(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const image = await loadImage(await response.blob());
+  const { outputs, ms } = await infer(image);
+  return { ...decode(outputs, meta, image.naturalWidth, image.naturalHeight), ms };
+}
+
 async function main() {
   setState('loading');
   setStatus('Loading the model&hellip;');
@@ -261,6 +288,7 @@ async function main() {
     return;
   }
   wireInputs();
+  window.kdetect = { readUrl, backend: tf.getBackend(), metadata: meta };
   setStatus('Ready: drop, paste or pick a captcha image.');
   setState('ready');
 }

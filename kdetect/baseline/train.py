@@ -46,7 +46,7 @@ class ClassifierTrainConfig(JsonConfig):
     val_images: int = 1000
     patience: int = 5
     seed: int = 0
-    augment: bool = True
+    augment: float = 1.0  # the fraction of training images augmented; 0 (or false) turns it off
 
     @classmethod
     def convert(cls, data: dict) -> dict:
@@ -91,7 +91,7 @@ def training_dataset(tc: ClassifierTrainConfig, cfg: ClassifierConfig) -> tf.dat
     ds = read_dataset(tc.train_data, shuffle_seed=tc.seed)
     ds = ds.filter(lambda ex: fits(answer_labels(ex["text"], table), cfg.length)).repeat()
     if tc.augment:
-        ds = augment_dataset(ds, seed=tc.seed)
+        ds = augment_dataset(ds, seed=tc.seed, fraction=float(tc.augment))
 
     def prepare(ex: dict) -> tuple[tf.Tensor, tf.Tensor]:
         return preprocess(ex["image"], cfg), tf.ensure_shape(answer_labels(ex["text"], table), [cfg.length])
@@ -174,7 +174,7 @@ def model_card(cfg: ClassifierConfig, tc: ClassifierTrainConfig, summary: dict) 
         f"{summary['train_images']:,} synthetic images from kcaptcha_bbox, preset `{summary['train_preset']}`, "
         f"seed {summary['train_seed']} ({tc.train_data}).\n"
         f"- Training: batch {tc.batch_size}, up to {tc.epochs} epochs of {tc.steps_per_epoch} steps, AdamW with "
-        f"cosine decay from {tc.learning_rate}, augmentation {'on' if tc.augment else 'off'}, seed {tc.seed}.\n"
+        f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}.\n"
         f"- Held-out synthetic validation ({summary['val_images']} images, {tc.val_data}): full-string accuracy "
         f"{summary['val_string_accuracy']:.4f} (per-position {summary['val_position_accuracy']:.4f}).\n"
         "- Never trained on real captchas.\n"

@@ -51,13 +51,17 @@ class Augmenter:
         return result + ((out["mask"],) if mask is not None else ())
 
 
-def augment_dataset(ds, seed: int):
-    """Map a dataset of decode_example dicts through the augmenter; deterministic for a seed."""
+def augment_dataset(ds, seed: int, fraction: float = 1.0):
+    """Map a dataset of decode_example dicts through the augmenter; deterministic for a seed.
+
+    Only `fraction` of the examples go through it: each call crosses into Python under the GIL,
+    which on a 2-core machine costs about as much as the training step, and the renderer already
+    randomises most of what augmentation adds."""
     import tensorflow as tf
 
     augmenter = Augmenter()
 
-    def apply(example: dict, element_seed: tf.Tensor) -> dict:
+    def augment(example: dict, element_seed: tf.Tensor) -> dict:
         image, boxes, labels = tf.numpy_function(
             lambda i, b, l, s: augmenter(i, b, l, s[0]),
             [example["image"], example["boxes"], example["labels"], element_seed],
@@ -66,6 +70,13 @@ def augment_dataset(ds, seed: int):
         boxes.set_shape([None, 4])
         labels.set_shape([None])
         return {**example, "image": image, "boxes": boxes, "labels": labels}
+
+    def apply(example: dict, element_seed: tf.Tensor) -> dict:
+        chosen = tf.cast(element_seed[0] % 1_000_000, tf.float32) < fraction * 1_000_000
+        plain = {k: example[k] for k in ("image", "boxes", "labels")}
+        picked = tf.cond(chosen, lambda: {k: v for k, v in augment(example, element_seed).items() if k in plain},
+                         lambda: plain)
+        return {**example, **picked}
 
     seeds = tf.data.Dataset.random(seed=seed).map(lambda s: tf.reshape(s % (2**31), [1]))
     return tf.data.Dataset.zip(ds, seeds).map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -34,6 +34,8 @@ class ModelConfig(JsonConfig):
     nms_iou: float = 0.45
     ignore_iou: float = 0.5
     max_boxes: int = 16
+    # False in a compacted package (kdetect/compact.py): batch norm folded into the convolutions.
+    batch_norm: bool = True
 
     @property
     def num_classes(self) -> int:

@@ -8,6 +8,8 @@ SavedModel and TF.js without custom ops.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 from keras import layers
@@ -18,10 +20,15 @@ from kdetect.yolo.config import ModelConfig
 OBJECTNESS_PRIOR = 0.01
 
 
-def conv(x, filters: int, size: int = 3, name: str | None = None):
-    """Darknet's conv: no bias (batch norm has one), then leaky ReLU 0.1."""
-    x = layers.Conv2D(filters, size, padding="same", use_bias=False, name=name and f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=0.97, epsilon=1e-3, name=name and f"{name}_bn")(x)
+BN_EPSILON = 1e-3
+
+
+def conv_block(x, filters: int, size: int = 3, name: str | None = None, batch_norm: bool = True):
+    """Darknet's conv: no bias (batch norm has one), then leaky ReLU 0.1. Without batch norm
+    (a shipped model, where it is folded into the kernel) the conv has the bias."""
+    x = layers.Conv2D(filters, size, padding="same", use_bias=not batch_norm, name=name and f"{name}_conv")(x)
+    if batch_norm:
+        x = layers.BatchNormalization(momentum=0.97, epsilon=BN_EPSILON, name=name and f"{name}_bn")(x)
     return layers.LeakyReLU(0.1, name=name and f"{name}_act")(x)
 
 
@@ -39,6 +46,7 @@ def head(x, cfg: ModelConfig, scale: int):
 def build_detector(cfg: ModelConfig) -> keras.Model:
     """Preprocessed images [B, H, W, 3] in 0..1 -> [stride-8 output, stride-16 output]."""
     f = [max(4, int(round(c * cfg.width_multiplier))) for c in (16, 32, 64, 128, 256, 512, 1024)]
+    conv = functools.partial(conv_block, batch_norm=cfg.batch_norm)
     inputs = keras.Input((cfg.input_height, cfg.input_width, 3), name="image")
     x = inputs
     for i, filters in enumerate(f[:3]):
