@@ -18,6 +18,7 @@ from kdetect.cli import main
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
 from kdetect.errors import ConfigError, DatasetError, LengthError
+from kdetect.export import converter_installed, export_tfjs
 from kdetect.package import package_kind
 from kdetect.solver import Solver
 from kdetect.yolo.config import ModelConfig
@@ -170,3 +171,11 @@ def test_train_a_few_steps_then_evaluate(data, tmp_path, capsys):
     by_length = json.loads(capsys.readouterr().out)["by_length"]
     assert any(length != "2" for length in by_length)
     assert all(r["accuracy"] == 0.0 for length, r in by_length.items() if length != "2")
+
+
+@pytest.mark.skipif(not converter_installed(), reason="tensorflowjs is not installed (the export extra)")
+def test_classifier_exports_to_tfjs(package, tmp_path):
+    out = export_tfjs(package, tmp_path / "web-model", quantize="uint8")
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["kind"] == "classifier" and meta["length"] == CFG.length and meta["charset"] == CFG.charset
+    assert json.loads((out / "model.json").read_text())["format"] == "graph-model"

@@ -5,7 +5,7 @@
 // (waiting for an image), "done" (a result is shown), "error" (see #status; dataset.error says
 // which: "no-tfjs", "no-model", "bad-model", "image").
 
-import { decode } from './decode.js';
+import { decode, decodeClassifier } from './decode.js';
 
 const MODEL_URL = 'model/model.json';
 const META_URL = 'model/metadata.json';
@@ -93,10 +93,10 @@ async function loadModel() {
     const missing = [!graph && MODEL_URL, !metadata && META_URL].filter(Boolean).map((u) => `<code>${u}</code>`);
     throw new PageError('no-model', `No model found: ${missing.join(' and ')} could not be loaded. ${EXPORT_HINT}`);
   }
-  if (metadata.format !== FORMAT || metadata.kind !== 'detector') {
-    throw new PageError('bad-model', `<code>${META_URL}</code> is not a kdetect detector export `
+  if (metadata.format !== FORMAT || !['detector', 'classifier'].includes(metadata.kind)) {
+    throw new PageError('bad-model', `<code>${META_URL}</code> is not a kdetect export `
       + `(format ${escapeHtml(String(metadata.format))}, kind ${escapeHtml(String(metadata.kind))}; `
-      + `expected ${FORMAT}, detector). ${EXPORT_HINT}`);
+      + `expected ${FORMAT}, detector or classifier). ${EXPORT_HINT}`);
   }
   meta = metadata;
   model = await tf.loadGraphModel(MODEL_URL);
@@ -172,6 +172,7 @@ function draw(image, reading) {
   ctx.font = `bold ${Math.max(12, 4 * k + 4)}px ui-monospace, monospace`;
   ctx.textBaseline = 'top';
   reading.glyphs.forEach((g, i) => {
+    if (!g.box) return; // the classifier baseline has no boxes
     const [x0, y0, x1, y1] = g.box.map((v) => v * k);
     const colour = `hsl(${(i * 67) % 360}, 85%, 40%)`;
     ctx.strokeStyle = colour;
@@ -193,7 +194,7 @@ function show(reading, ms) {
   $('time').textContent = ms.toFixed(1);
   const rows = reading.glyphs.map((g, i) => {
     const tr = document.createElement('tr');
-    const cells = [String(i + 1), g.char, g.score.toFixed(3), g.box.map((v) => v.toFixed(1)).join(', ')];
+    const cells = [String(i + 1), g.char, g.score.toFixed(3), g.box ? g.box.map((v) => v.toFixed(1)).join(', ') : '(none)'];
     cells.forEach((text, c) => {
       const td = document.createElement('td');
       td.textContent = text;
@@ -217,7 +218,7 @@ async function read(blob) {
   try {
     const image = await loadImage(blob);
     const { outputs, ms } = await infer(image);
-    const reading = decode(outputs, meta, image.naturalWidth, image.naturalHeight);
+    const reading = readOutputs(outputs, image);
     draw(image, reading);
     show(reading, ms);
     setStatus(`Read a ${image.naturalWidth}&times;${image.naturalHeight} image. Drop, paste or pick another.`);
@@ -268,6 +269,12 @@ function wireInputs() {
   });
 }
 
+/** Raw outputs -> {text, confidence, glyphs} for either kind of exported model. */
+function readOutputs(outputs, image) {
+  if (meta.kind === 'classifier') return decodeClassifier(outputs[0], meta);
+  return decode(outputs, meta, image.naturalWidth, image.naturalHeight);
+}
+
 /** Reads the image at url (anything the page can fetch) without touching the page: the hook
  * that browser tests and bench/bench_browser.py drive, through the same steps as the page. */
 async function readUrl(url) {
@@ -275,7 +282,7 @@ async function readUrl(url) {
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   const image = await loadImage(await response.blob());
   const { outputs, ms } = await infer(image);
-  return { ...decode(outputs, meta, image.naturalWidth, image.naturalHeight), ms };
+  return { ...readOutputs(outputs, image), ms };
 }
 
 async function main() {

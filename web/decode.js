@@ -45,8 +45,8 @@ function nestedShape(value) {
   return shape;
 }
 
-/** One output in any accepted form -> {data, shape} with shape [gh, gw, A, 5 + C]. */
-export function toTensorLike(output) {
+/** {data, shape} or a nested array -> {data (flat), shape}, a leading batch of 1 dropped. */
+function flatOutput(output, rank, layout) {
   let data;
   let shape;
   if (Array.isArray(output)) {
@@ -56,12 +56,18 @@ export function toTensorLike(output) {
     ({ data, shape } = output);
     shape = Array.from(shape);
   } else {
-    throw new TypeError('an output must be {data, shape} or a nested array [gh][gw][A][5 + C]');
+    throw new TypeError(`an output must be {data, shape} or a nested array ${layout}`);
   }
-  if (shape.length === 5 && shape[0] === 1) shape = shape.slice(1);
-  if (shape.length !== 4) {
-    throw new Error(`an output must have shape [gh, gw, A, 5 + C] (or with a batch of 1), got [${shape}]`);
+  if (shape.length === rank + 1 && shape[0] === 1) shape = shape.slice(1);
+  if (shape.length !== rank) {
+    throw new Error(`an output must have shape ${layout} (or with a batch of 1), got [${shape}]`);
   }
+  return { data, shape };
+}
+
+/** One output in any accepted form -> {data, shape} with shape [gh, gw, A, 5 + C]. */
+export function toTensorLike(output) {
+  const { data, shape } = flatOutput(output, 4, '[gh, gw, A, 5 + C]');
   const size = shape.reduce((a, b) => a * b, 1);
   if (data.length !== size) {
     throw new Error(`output data has ${data.length} values but shape [${shape}] needs ${size}`);
@@ -176,5 +182,26 @@ export function decode(outputs, meta, imageWidth, imageHeight) {
     box: [boxes[i][0] * w, boxes[i][1] * h, boxes[i][2] * w, boxes[i][3] * h],
   }));
   const confidence = glyphs.length ? glyphs.reduce((p, g) => p * g.score, 1) : 0;
+  return { text: glyphs.map((g) => g.char).join(''), confidence, glyphs };
+}
+
+/** The fixed-length classifier baseline's output -> {text, confidence, glyphs}, as
+ * kdetect/baseline/reader.py reads it: per position the most probable character; the
+ * confidence is the product of those probabilities. Glyphs have no boxes (`box: null`).
+ * `output` is {data, shape} or a nested array of shape [length, classes] (or [1, length, classes]). */
+export function decodeClassifier(output, meta) {
+  const { data, shape } = flatOutput(output, 2, '[length, classes]');
+  const [length, classes] = shape;
+  if (data.length !== length * classes) throw new Error(`output data has ${data.length} values, shape [${shape}]`);
+  if (classes !== meta.charset.length || length !== meta.length) {
+    throw new Error(`classifier output [${shape}] does not fit metadata (length ${meta.length}, ${meta.charset.length} classes)`);
+  }
+  const glyphs = [];
+  for (let p = 0; p < length; p += 1) {
+    let best = 0;
+    for (let c = 1; c < classes; c += 1) if (data[p * classes + c] > data[p * classes + best]) best = c;
+    glyphs.push({ char: meta.charset[best], score: data[p * classes + best], box: null });
+  }
+  const confidence = glyphs.reduce((prod, g) => prod * g.score, 1);
   return { text: glyphs.map((g) => g.char).join(''), confidence, glyphs };
 }

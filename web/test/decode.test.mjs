@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { decode, iou, nms, sigmoid, toTensorLike } from '../decode.js';
+import { decode, decodeClassifier, iou, nms, sigmoid, toTensorLike } from '../decode.js';
 
 const META = {
   format: 'kdetect-tfjs-1',
@@ -193,3 +193,18 @@ for (const c of golden.cases) {
     }
   });
 }
+
+test('classifier: the most probable character per position, confidence their product', () => {
+  const meta = { ...META, kind: 'classifier', length: 2, charset: '0123456789' };
+  const probs = [
+    [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.6, 0.08, 0.04], // 7
+    [0.9, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.02], // 0
+  ];
+  const reading = decodeClassifier([probs], meta);
+  assert.equal(reading.text, '70');
+  close(reading.confidence, 0.6 * 0.9, 1e-9, 'confidence');
+  assert.deepEqual(reading.glyphs.map((g) => g.box), [null, null]);
+  const flat = decodeClassifier({ data: Float32Array.from(probs.flat()), shape: [1, 2, 10] }, meta);
+  assert.equal(flat.text, '70');
+  assert.throws(() => decodeClassifier([[probs[0]]], meta), /does not fit/);
+});
