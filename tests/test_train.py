@@ -54,6 +54,18 @@ def test_generate_train_solve(data, tmp_path, capsys):
     assert result["images"] == 8 and 0.0 <= result["accuracy"] <= 1.0 and "by_length" in result
     assert main(["demo", "--model", str(package), "--count", "1", "--seed", "5", "--out", str(tmp_path / "demo")]) == 0
     assert "of 4 read right (seed 5" in capsys.readouterr().out
+    # The best checkpoint can be packaged on its own (as while a long run is still going), then compacted.
+    assert main(["train", str(config), "--package-best", str(tmp_path / "best")]) == 0
+    assert json.loads((tmp_path / "best" / "training.json").read_text())["checkpoint"]
+    assert main(["compact", str(tmp_path / "best"), "--out", str(tmp_path / "small")]) == 0
+    assert json.loads((tmp_path / "small" / "config.json").read_text())["batch_norm"] is False
+    assert main(["solve", str(image), "--model", str(tmp_path / "small")]) == 0
+
+
+def test_packaging_before_the_first_epoch_says_so(data, tmp_path, capsys):
+    config = train_config(data, tmp_path / "never-ran")
+    assert main(["train", str(config), "--package-best", str(tmp_path / "best")]) != 0
+    assert "after the first epoch" in capsys.readouterr().err
 
 
 def test_killed_training_resumes_from_its_last_epoch(data, tmp_path):
