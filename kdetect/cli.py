@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_demo(sub)
     _add_web(sub)
     _add_compact(sub)
+    _add_compare(sub)
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
@@ -311,6 +312,21 @@ def _run_compact(args: argparse.Namespace) -> None:
     from kdetect.compact import compact_package
 
     print(f"wrote {compact_package(args.model, args.out)}")
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="the detector against the classifier baseline: docs/comparison.md and plots")
+    p.add_argument("config", type=Path, nargs="?", default=Path("configs/compare/default.json"))
+    p.add_argument("--docs", type=Path, default=Path("docs"), help="where comparison.md and comparison/ go")
+    p.set_defaults(run=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> None:
+    from kdetect.compare import CompareConfig, run_comparison
+    from kdetect.report import write_report
+
+    results = run_comparison(CompareConfig.load(args.config), log=print)
+    print(f"wrote {write_report(results, args.docs, f'kdetect compare {args.config}')}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ from kdetect.yolo.preprocess import InputSize, preprocess
 from kdetect.yolo.targets import encode_targets
 
 
+HISTORY = "val_history.jsonl"
+
+
 @dataclass(frozen=True)
 class TrainConfig(JsonConfig):
     what = "training config"
@@ -47,6 +50,7 @@ class TrainConfig(JsonConfig):
     patience: int = 6
     seed: int = 0
     augment: float = 1.0  # the fraction of training images augmented; 0 (or false) turns it off
+    train_images: int | None = None  # only the first N training images (learning curves); None: all
     kmeans_anchors: bool = True
     # Start from a model package (its anchors and weights) instead of from scratch: longer
     # training spread over several sessions, or fine-tuning on other data.
@@ -110,7 +114,7 @@ def prepare(example: dict, cfg: ModelConfig) -> tuple[tf.Tensor, dict]:
 
 
 def training_dataset(tc: TrainConfig, cfg: ModelConfig) -> tf.data.Dataset:
-    ds = read_dataset(tc.train_data, shuffle_seed=tc.seed).repeat()
+    ds = read_dataset(tc.train_data, shuffle_seed=tc.seed, limit=tc.train_images).repeat()
     if tc.augment:
         ds = augment_dataset(ds, seed=tc.seed, fraction=float(tc.augment))
     ds = ds.map(lambda ex: prepare(ex, cfg), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -154,14 +158,20 @@ def tune_thresholds(detector: keras.Model, images: np.ndarray, texts: list[str],
 class StringAccuracy(keras.callbacks.Callback):
     """Full-answer accuracy on held-out data each epoch (per-glyph scores hide whole-answer
     failures), and the best model's weights kept as they are reached. `measure` reads the
-    held-out set with the model as it stands and returns the fraction of answers read right."""
+    held-out set with the model as it stands and returns the fraction of answers read right.
+
+    Each epoch's result goes to history_path (JSON lines: epoch, accuracy, training seconds so
+    far), which also carries the best score and the clock across a resumed run."""
 
     def __init__(self, model: keras.Model, measure: Callable[[], float], best_path: Path,
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], history_path: Path | None = None):
         super().__init__()
         self.watched, self.measure = model, measure
-        self.best_path, self.log = best_path, log
-        self.best = -1.0
+        self.best_path, self.log, self.history_path = best_path, log, history_path
+        past = read_history(history_path) if history_path and best_path.is_file() else []
+        self.best = max((h["val_string_acc"] for h in past), default=-1.0)
+        self.seconds_before = past[-1]["seconds"] if past else 0.0
+        self.started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         acc = self.measure()
@@ -172,7 +182,25 @@ class StringAccuracy(keras.callbacks.Callback):
             tmp = self.best_path.with_name("tmp-" + self.best_path.name)
             self.watched.save_weights(str(tmp))
             os.replace(tmp, self.best_path)
+        if self.history_path:
+            seconds = round(self.seconds_before + time.time() - self.started, 1)
+            with open(self.history_path, "a") as f:
+                f.write(json.dumps({"epoch": epoch + 1, "val_string_acc": acc, "seconds": seconds}) + "\n")
         self.log(f"epoch {epoch + 1}: val full-string accuracy {acc:.4f} (best {self.best:.4f})")
+
+
+def read_history(path: Path) -> list[dict]:
+    """A run's per-epoch validation history; a repeated epoch (re-run after a kill) keeps its last line."""
+    if not path.is_file():
+        return []
+    by_epoch = {}
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        by_epoch[entry["epoch"]] = entry
+    return [by_epoch[k] for k in sorted(by_epoch)]
 
 
 def fit_anchors(data_dir: str, cfg: ModelConfig, seed: int) -> tuple[ModelConfig, float]:
@@ -222,7 +250,8 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
         trainer.compile(optimizer=make_optimizer(tc))
     val_images, val_texts = validation_arrays(tc.val_data, cfg, tc.val_images)
     best = out / "best.weights.h5"
-    accuracy = StringAccuracy(detector, lambda: string_accuracy(detector, val_images, val_texts, cfg), best, log)
+    accuracy = StringAccuracy(detector, lambda: string_accuracy(detector, val_images, val_texts, cfg), best, log,
+                              out / HISTORY)
     callbacks = [
         accuracy,
         keras.callbacks.BackupAndRestore(str(out / "backup")),

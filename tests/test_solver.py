@@ -60,7 +60,10 @@ def test_gray_jpeg_and_gif_inputs_are_read(package, captcha):
     assert solver.read(gray).text == solver.read(gray[..., None]).text
     other_size = np.asarray(Image.fromarray(rgb).resize((200, 90)))
     readings = solver.read_batch([rgb, other_size, rgb])
-    assert readings[0] == readings[2] and len(readings) == 3
+    assert len(readings) == 3 and readings[0].text == readings[2].text
+    # Same image, same batch: the same reading up to float rounding (threaded kernels vary the order).
+    assert readings[0].confidence == pytest.approx(readings[2].confidence, rel=1e-4)
+    np.testing.assert_allclose([g.box for g in readings[0].glyphs], [g.box for g in readings[2].glyphs], atol=1e-3)
 
 
 @pytest.mark.parametrize("bad, reason", [

@@ -25,7 +25,7 @@ from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
 from kdetect.errors import DatasetError
 from kdetect.fsutil import write_atomic
-from kdetect.train import StringAccuracy, make_optimizer, make_strategy, validation_arrays
+from kdetect.train import HISTORY, StringAccuracy, make_optimizer, make_strategy, validation_arrays
 from kdetect.yolo.preprocess import preprocess
 
 
@@ -47,6 +47,7 @@ class ClassifierTrainConfig(JsonConfig):
     patience: int = 5
     seed: int = 0
     augment: float = 1.0  # the fraction of training images augmented; 0 (or false) turns it off
+    train_images: int | None = None  # only the first N training images (learning curves); None: all
 
     @classmethod
     def convert(cls, data: dict) -> dict:
@@ -88,7 +89,7 @@ def fits(labels: tf.Tensor, length: int) -> tf.Tensor:
 def training_dataset(tc: ClassifierTrainConfig, cfg: ClassifierConfig) -> tf.data.Dataset:
     """(preprocessed image, class ids [length]) batches of the answers that fit the model, forever."""
     table = char_ids(cfg.charset)
-    ds = read_dataset(tc.train_data, shuffle_seed=tc.seed)
+    ds = read_dataset(tc.train_data, shuffle_seed=tc.seed, limit=tc.train_images)
     ds = ds.filter(lambda ex: fits(answer_labels(ex["text"], table), cfg.length)).repeat()
     if tc.augment:
         ds = augment_dataset(ds, seed=tc.seed, fraction=float(tc.augment))
@@ -138,7 +139,8 @@ def train_classifier(tc: ClassifierTrainConfig, devices: list[str] | None = None
 
     best = out / "best.weights.h5"
     callbacks = [
-        StringAccuracy(classifier, lambda: whole_answer_accuracy(predict(), val_texts, cfg.charset), best, log),
+        StringAccuracy(classifier, lambda: whole_answer_accuracy(predict(), val_texts, cfg.charset), best, log,
+                       out / HISTORY),
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         keras.callbacks.EarlyStopping(monitor="val_string_acc", mode="max", patience=tc.patience),
         keras.callbacks.TensorBoard(str(out / "logs"), update_freq=50),

@@ -99,9 +99,15 @@ def shard_files(data_dir: str | Path) -> list[str]:
     return [str(Path(data_dir) / s["file"]) for s in manifest["shards"]]
 
 
-def read_dataset(data_dir: str | Path, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Examples of a dataset as dicts (see decode_example); shuffled by file and record when seeded."""
+def read_dataset(data_dir: str | Path, shuffle_seed: int | None = None, limit: int | None = None) -> tf.data.Dataset:
+    """Examples of a dataset as dicts (see decode_example); shuffled by file and record when seeded.
+    limit: only the dataset's first `limit` images, the same ones on every pass (learning curves)."""
     files = shard_files(data_dir)
+    if limit is not None:
+        ds = tf.data.TFRecordDataset(files).take(limit)
+        if shuffle_seed is not None:
+            ds = ds.shuffle(min(limit, 10_000), seed=shuffle_seed)
+        return ds.map(decode_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle_seed is not None:
         ds = ds.shuffle(len(files), seed=shuffle_seed)
