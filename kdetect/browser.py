@@ -19,7 +19,8 @@ from pathlib import Path
 from kdetect.errors import KdetectError
 from kdetect.web import check_web, make_server
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# --disable-dev-shm-usage: containers often give /dev/shm 64 MB, which Chromium outgrows.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
 FILES = "/__files__/"  # routed to local files, never served from disk
 
 
