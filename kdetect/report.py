@@ -19,14 +19,24 @@ def _accuracy(result: dict, set_name: str, preset: str) -> float | None:
     return None if entry is None else entry["accuracy"]
 
 
-def plot_presets(results: dict, path: Path) -> None:
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def plot_presets(results: dict, path: Path) -> None:
     sets = list(results["detector"]["accuracy"])
-    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 3.6), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(sets), figsize=(5 * len(sets), 3.6), squeeze=False)
     for ax, set_name in zip(axes[0], sets):
         for k, model in enumerate(("detector", "baseline")):
             values = [100 * (_accuracy(results[model], set_name, p) or 0) for p in PRESETS]
@@ -36,18 +46,11 @@ def plot_presets(results: dict, path: Path) -> None:
         ax.set_title(f"full-string accuracy, {set_name}")
         ax.set_ylabel("%")
     axes[0][0].legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_lengths(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _pyplot().subplots(figsize=(6, 3.6))
     for model in ("detector", "baseline"):
         for set_name, style in (("synthetic", "-o"), ("realval", "--s")):
             by_length = results[model]["accuracy"].get(set_name, {}).get("varlen", {}).get("by_length")
@@ -59,18 +62,11 @@ def plot_lengths(results: dict, path: Path) -> None:
     ax.set_ylabel("full-string accuracy %")
     ax.set_ylim(-2, 102)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_curve(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _pyplot().subplots(figsize=(6, 3.6))
     for kind in ("detector", "classifier"):
         runs = sorted((r for r in results["curve"] if r["kind"] == kind), key=lambda r: r["train_images"])
         if runs:
@@ -80,9 +76,7 @@ def plot_curve(results: dict, path: Path) -> None:
     ax.set_xlabel("training images")
     ax.set_ylabel("held-out full-string accuracy %")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def markdown(results: dict, command: str) -> str:
