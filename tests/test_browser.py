@@ -94,4 +94,5 @@ def test_browser_answers_equal_python(demo, tmp_path):
     browser = [r["text"] for r in demo.read_files(items)]
     mismatches = [f"{p}: python {a!r}, browser {b!r}" for p, a, b in zip(items, python, browser) if a != b]
     rate = 1 - len(mismatches) / len(items)
+    print(f"parity: {len(items) - len(mismatches)} of {len(items)} answers equal ({rate:.2%})")
     assert rate >= 0.995, f"{len(mismatches)} of {len(items)} differ:\n" + "\n".join(mismatches)
