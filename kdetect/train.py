@@ -254,7 +254,8 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
                               out / HISTORY)
     callbacks = [
         accuracy,
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        # double_checkpoint: a kill while the backup is being written falls back to the one before.
+        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_string_acc", mode="max", patience=tc.patience),
         keras.callbacks.TensorBoard(str(out / "logs"), update_freq=50),
     ]

@@ -141,7 +141,8 @@ def train_classifier(tc: ClassifierTrainConfig, devices: list[str] | None = None
     callbacks = [
         StringAccuracy(classifier, lambda: whole_answer_accuracy(predict(), val_texts, cfg.charset), best, log,
                        out / HISTORY),
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        # double_checkpoint: a kill while the backup is being written falls back to the one before.
+        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_string_acc", mode="max", patience=tc.patience),
         keras.callbacks.TensorBoard(str(out / "logs"), update_freq=50),
     ]
