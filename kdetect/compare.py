@@ -52,16 +52,9 @@ class CompareConfig(JsonConfig):
 
 def package_facts(model_dir: Path) -> dict:
     """Parameters and bytes on disk of a package of either kind."""
-    from kdetect.package import package_kind
+    from kdetect.package import load_any_package
 
-    if package_kind(model_dir) == "classifier":
-        from kdetect.baseline.package import load_classifier_package
-
-        network, _ = load_classifier_package(model_dir)
-    else:
-        from kdetect.package import load_package
-
-        network, _ = load_package(model_dir)
+    network, _ = load_any_package(model_dir)
     size = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
     return {"parameters": int(network.count_params()), "bytes": size}
 

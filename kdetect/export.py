@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kdetect.errors import ConfigError, KdetectError
 from kdetect.fsutil import replace_dir
-from kdetect.package import CONFIG, package_kind
+from kdetect.package import CONFIG, load_any_package, package_kind
 
 QUANTIZE_FLAGS = {None: [], "float16": ["--quantize_float16", "*"], "uint8": ["--quantize_uint8", "*"]}
 METADATA = "metadata.json"
@@ -30,14 +30,7 @@ def serving_model(model_dir: str | Path):
 
     from kdetect.yolo.preprocess import preprocess
 
-    if package_kind(model_dir) == "classifier":
-        from kdetect.baseline.package import load_classifier_package
-
-        network, cfg = load_classifier_package(model_dir)
-    else:
-        from kdetect.package import load_package
-
-        network, cfg = load_package(model_dir)
+    network, cfg = load_any_package(model_dir)
     image = keras.Input((None, None, 3), dtype="float32", name="image")
     return keras.Model(image, network(preprocess(image, cfg)), name="kdetect_serving")
 

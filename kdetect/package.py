@@ -85,3 +85,12 @@ def load_package(model_dir: str | Path):
     except (ValueError, OSError) as err:
         raise ConfigError(f"{model_dir / WEIGHTS} does not fit the network described by {model_dir / CONFIG}: {err}") from None
     return detector, cfg
+
+
+def load_any_package(model_dir: str | Path):
+    """-> (network, config) of a package of either kind (detector or classifier)."""
+    if package_kind(model_dir) == "classifier":
+        from kdetect.baseline.package import load_classifier_package
+
+        return load_classifier_package(model_dir)
+    return load_package(model_dir)

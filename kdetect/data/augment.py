@@ -69,13 +69,12 @@ def augment_dataset(ds, seed: int, fraction: float = 1.0):
         image.set_shape(example["image"].shape)
         boxes.set_shape([None, 4])
         labels.set_shape([None])
-        return {**example, "image": image, "boxes": boxes, "labels": labels}
+        return {"image": image, "boxes": boxes, "labels": labels}
 
     def apply(example: dict, element_seed: tf.Tensor) -> dict:
         chosen = tf.cast(element_seed[0] % 1_000_000, tf.float32) < fraction * 1_000_000
         plain = {k: example[k] for k in ("image", "boxes", "labels")}
-        picked = tf.cond(chosen, lambda: {k: v for k, v in augment(example, element_seed).items() if k in plain},
-                         lambda: plain)
+        picked = tf.cond(chosen, lambda: augment(example, element_seed), lambda: plain)
         return {**example, **picked}
 
     seeds = tf.data.Dataset.random(seed=seed).map(lambda s: tf.reshape(s % (2**31), [1]))
