@@ -136,7 +136,8 @@ def curve_run(kind: str, config_path: str, size: int, out_root: Path, log: Calla
     history = read_history(out / HISTORY)
     return {"kind": kind, "train_images": size, "val_string_accuracy": summary["val_string_accuracy"],
             "epochs": len(history), "seconds": history[-1]["seconds"] if history else None,
-            "to_99": time_to(history, 0.99, tc.steps_per_epoch * tc.batch_size), "model": str(out / "model")}
+            "to_99": time_to(history, 0.99, tc.steps_per_epoch * tc.batch_size), "model": str(out / "model"),
+            "budget_images": tc.epochs * tc.steps_per_epoch * tc.batch_size}
 
 
 def run_comparison(cc: CompareConfig, log: Callable[[str], None] = lambda s: None) -> dict:

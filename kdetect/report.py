@@ -79,6 +79,11 @@ def plot_curve(results: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def _budget(curve: list[dict]) -> str:
+    budgets = {r.get("budget_images") for r in curve} - {None}
+    return f" of {budgets.pop():,} training images seen (repeating small sets)" if len(budgets) == 1 else ""
+
+
 def markdown(results: dict, command: str) -> str:
     d, b = results["detector"], results["baseline"]
     lines = ["# The detector against the fixed-length classifier", "",
@@ -106,7 +111,8 @@ def markdown(results: dict, command: str) -> str:
               f"| single-image latency (median, this machine) | {d['latency_ms']:.1f} ms | {b['latency_ms']:.1f} ms |"]
     if results["curve"]:
         lines += ["", "## Training data and time", "",
-                  "Both trained from scratch on the first N images of the same TFRecords, same budget;",
+                  "Both trained from scratch on the first N images of the same TFRecords with the same budget"
+                  + _budget(results["curve"]) + ";",
                   "'to 99%' is the first epoch whose held-out full-string accuracy reached 99%.", "",
                   "![learning curve](comparison/curve.png)", "",
                   "| model | training images | held-out accuracy | epochs | training time | to 99%: images seen, time |",

@@ -35,6 +35,17 @@ def test_every_backbone_gives_one_softmax_per_position(backbone):
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
+def test_width_scales_the_small_backbone_and_is_refused_elsewhere():
+    full, half = (build_classifier(ClassifierConfig(width=w)) for w in (1.0, 0.5))
+    assert half.get_layer("b4_conv2").kernel.shape[-1] == full.get_layer("b4_conv2").kernel.shape[-1] // 2
+    assert half.count_params() < full.count_params() / 3
+    assert half(np.zeros((1, 64, 160, 3), np.float32)).shape == (1, 2, len(CHARSET))
+    with pytest.raises(ConfigError, match="small backbone only"):
+        ClassifierConfig(backbone="mobilenetv2", width=0.5).validate()
+    with pytest.raises(ConfigError, match="width"):
+        ClassifierConfig(width=0).validate()
+
+
 def one_hot_answers(texts: list[str]) -> np.ndarray:
     probs = np.full((len(texts), len(texts[0]), len(CHARSET)), 0.1 / len(CHARSET), np.float32)
     for i, text in enumerate(texts):
