@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
 from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.decode import decode, nms
+from kdetect.yolo.decode import decode, decode_batch, nms
 from kdetect.yolo.loss import yolo_loss
 from kdetect.yolo.model import build_detector
 from kdetect.yolo.targets import encode_targets
@@ -96,6 +96,17 @@ def test_golden_decode_of_a_hand_built_prediction():
     assert reading.text == "7k"
     assert [round(v) for v in reading.glyphs[1].box] == [228, 32, 268, 112]  # (124 +- 10, 36 +- 20) x 2
     assert reading.confidence == pytest.approx(reading.glyphs[0].score * reading.glyphs[1].score)
+
+
+def test_a_batch_decodes_as_its_images_do_one_by_one():
+    rng = np.random.default_rng(3)
+    outputs = [rng.normal(-2, 3, (5, gh, gw, 3, 5 + CFG.num_classes)).astype(np.float32)
+               for gh, gw in (CFG.grid(0), CFG.grid(1))]
+    sizes = [(160 + 10 * i, 64) for i in range(5)]
+    batched = decode_batch(outputs, CFG, sizes, symbols="0123456789")
+    singles = [decode([o[i] for o in outputs], CFG, sizes[i], symbols="0123456789") for i in range(5)]
+    assert batched == singles
+    assert all(r.text for r in batched) and all(set(r.text) <= set("0123456789") for r in batched)
 
 
 def test_nms_keeps_neighbours_that_barely_overlap():

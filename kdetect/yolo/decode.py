@@ -39,11 +39,13 @@ def symbol_mask(charset: str, symbols: str | None) -> np.ndarray:
 
 def candidates(outputs: list[np.ndarray], cfg: ModelConfig,
                symbols: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's raw outputs [gh, gw, A, 5+C] per scale -> boxes [K, 4] (0..1), scores [K], classes [K].
+    """Raw outputs [..., gh, gw, A, 5+C] per scale -> boxes [..., K, 4] (0..1), scores [..., K], classes [..., K].
+    A leading batch axis is optional: a whole batch in one pass saves NumPy's per-call overhead.
     symbols: the characters the captcha is known to use (KCAPTCHA's allowed_symbols); others never win."""
     mask = symbol_mask(cfg.charset, symbols)
     boxes, scores, classes = [], [], []
     for s, raw in enumerate(outputs):
+        lead = raw.shape[:-4]
         gh, gw = cfg.grid(s)
         gx, gy = np.meshgrid(np.arange(gw), np.arange(gh))
         cells = np.stack([gx, gy], -1)[:, :, None, :]  # [gh, gw, 1, 2]
@@ -52,10 +54,11 @@ def candidates(outputs: list[np.ndarray], cfg: ModelConfig,
         wh = np.exp(np.clip(raw[..., 2:4], -8, 8)) * anchors
         class_prob = sigmoid(raw[..., 5:]) * mask
         score = sigmoid(raw[..., 4]) * class_prob.max(-1)
-        boxes.append(np.clip(np.concatenate([centre - wh / 2, centre + wh / 2], -1), 0.0, 1.0).reshape(-1, 4))
-        scores.append(score.reshape(-1))
-        classes.append(class_prob.argmax(-1).reshape(-1))
-    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
+        box = np.clip(np.concatenate([centre - wh / 2, centre + wh / 2], -1), 0.0, 1.0)
+        boxes.append(box.reshape(lead + (-1, 4)))
+        scores.append(score.reshape(lead + (-1,)))
+        classes.append(class_prob.argmax(-1).reshape(lead + (-1,)))
+    return np.concatenate(boxes, -2), np.concatenate(scores, -1), np.concatenate(classes, -1)
 
 
 def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -78,11 +81,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
-def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, int] | None = None,
-           symbols: str | None = None) -> Reading:
-    """One image's raw outputs -> Reading. image_size (width, height) scales boxes back to the
-    original picture; without it boxes are in model-input pixels."""
-    boxes, scores, classes = candidates(outputs, cfg, symbols)
+def reading(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, cfg: ModelConfig,
+            image_size: tuple[int, int] | None = None) -> Reading:
+    """One image's candidates -> Reading: threshold, NMS, then left to right."""
     sure = scores >= cfg.score_threshold
     boxes, scores, classes = boxes[sure], scores[sure], classes[sure]
     keep = nms(boxes, scores, cfg.nms_iou)
@@ -94,8 +95,16 @@ def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, i
     return Reading("".join(g.char for g in glyphs), confidence, glyphs)
 
 
+def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, int] | None = None,
+           symbols: str | None = None) -> Reading:
+    """One image's raw outputs -> Reading. image_size (width, height) scales boxes back to the
+    original picture; without it boxes are in model-input pixels."""
+    return reading(*candidates(outputs, cfg, symbols), cfg, image_size)
+
+
 def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[tuple[int, int]] | None = None,
                  symbols: str | None = None) -> list[Reading]:
     """Batched outputs [B, gh, gw, A, 5+C] per scale -> one Reading per image."""
-    n = outputs[0].shape[0]
-    return [decode([o[i] for o in outputs], cfg, image_sizes[i] if image_sizes else None, symbols) for i in range(n)]
+    boxes, scores, classes = candidates(outputs, cfg, symbols)
+    return [reading(boxes[i], scores[i], classes[i], cfg, image_sizes[i] if image_sizes else None)
+            for i in range(len(boxes))]
