@@ -36,14 +36,14 @@ def test_every_backbone_gives_one_softmax_per_position(backbone):
 
 
 def test_width_scales_the_small_backbone_and_is_refused_elsewhere():
-    full, half = (build_classifier(ClassifierConfig(width=w)) for w in (1.0, 0.5))
+    full, half = (build_classifier(ClassifierConfig(width_multiplier=w)) for w in (1.0, 0.5))
     assert half.get_layer("b4_conv2").kernel.shape[-1] == full.get_layer("b4_conv2").kernel.shape[-1] // 2
     assert half.count_params() < full.count_params() / 3
     assert half(np.zeros((1, 64, 160, 3), np.float32)).shape == (1, 2, len(CHARSET))
     with pytest.raises(ConfigError, match="small backbone only"):
-        ClassifierConfig(backbone="mobilenetv2", width=0.5).validate()
-    with pytest.raises(ConfigError, match="width"):
-        ClassifierConfig(width=0).validate()
+        ClassifierConfig(backbone="mobilenetv2", width_multiplier=0.5).validate()
+    with pytest.raises(ConfigError, match="width_multiplier"):
+        ClassifierConfig(width_multiplier=0).validate()
 
 
 def one_hot_answers(texts: list[str]) -> np.ndarray:

@@ -26,9 +26,9 @@ class ClassifierConfig(JsonConfig):
     # None: random initial weights. "imagenet" (densenet121 and mobilenetv2 only) downloads
     # pretrained ones when the model is first built.
     weights: str | None = None
-    # Multiplies the small backbone's filters: 0.5 costs a quarter of the compute, which on a
-    # 2-core CPU decides whether a baseline trains within a session.
-    width: float = 1.0
+    # Multiplies the small backbone's filters, as the detector's width_multiplier does: 0.5 costs
+    # a quarter of the compute, which on a 2-core CPU decides whether a baseline trains in a session.
+    width_multiplier: float = 1.0
 
     @property
     def num_classes(self) -> int:
@@ -45,10 +45,10 @@ class ClassifierConfig(JsonConfig):
             raise ConfigError(f"input {self.input_height}x{self.input_width} is too small: 32x32 at least")
         if self.weights not in (None, "imagenet"):
             raise ConfigError(f"weights must be null or \"imagenet\", not {self.weights!r}")
-        if not 0 < self.width <= 4:
-            raise ConfigError(f"width must be in (0, 4], not {self.width}")
-        if self.width != 1.0 and self.backbone != "small":
-            raise ConfigError("width applies to the small backbone only; use width 1 for keras.applications")
+        if not 0 < self.width_multiplier <= 4:
+            raise ConfigError(f"width_multiplier must be in (0, 4], not {self.width_multiplier}")
+        if self.width_multiplier != 1.0 and self.backbone != "small":
+            raise ConfigError("width_multiplier applies to the small backbone only; use 1 for keras.applications")
         if self.weights and self.backbone == "small":
             raise ConfigError("the small backbone has no pretrained weights; use weights null")
         if len(set(self.charset)) != len(self.charset):

@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from kdetect.baseline.config import ClassifierConfig
+from kdetect.yolo.model import scaled
 
 # (filters, convolutions) per block of the small backbone; each block ends in a 2x2 max-pool, so
 # a 64x160 input leaves a 4x10 map: ten columns keep where along the text each feature was.
@@ -21,9 +22,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def small_backbone(x, width: float = 1.0):
+def small_backbone(x, width_multiplier: float = 1.0):
     for b, (base, convs) in enumerate(SMALL_BLOCKS):
-        filters = max(8, int(round(base * width)))
+        filters = scaled(base, width_multiplier, least=8)
         for c in range(convs):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"b{b + 1}_conv{c + 1}")(x)
             x = layers.BatchNormalization(name=f"b{b + 1}_bn{c + 1}")(x)
@@ -47,13 +48,13 @@ def application_backbone(x, cfg: ClassifierConfig):
 def build_classifier(cfg: ClassifierConfig) -> keras.Model:
     """Preprocessed images [B, H, W, 3] in 0..1 -> probabilities [B, length, classes]."""
     inputs = keras.Input((cfg.input_height, cfg.input_width, 3), name="image")
-    x = small_backbone(inputs, cfg.width) if cfg.backbone == "small" else application_backbone(inputs, cfg)
+    x = small_backbone(inputs, cfg.width_multiplier) if cfg.backbone == "small" else application_backbone(inputs, cfg)
     # Average over height only: which column a feature came from tells the positions apart,
     # which global pooling would throw away.
     x = layers.AveragePooling2D((x.shape[1], 1), name="pool_height")(x)
     x = layers.Flatten(name="columns")(x)
     if cfg.backbone == "small":
-        x = layers.Dense(max(64, int(round(256 * cfg.width))), activation="relu", name="hidden")(x)
+        x = layers.Dense(scaled(256, cfg.width_multiplier, least=64), activation="relu", name="hidden")(x)
     x = layers.Dropout(0.3, name="dropout")(x)
     x = layers.Dense(cfg.length * cfg.num_classes, name="logits")(x)
     x = layers.Reshape((cfg.length, cfg.num_classes), name="positions")(x)

@@ -23,6 +23,11 @@ OBJECTNESS_PRIOR = 0.01
 BN_EPSILON = 1e-3
 
 
+def scaled(channels: int, multiplier: float, least: int) -> int:
+    """A layer's channel count under a width multiplier, never below `least`."""
+    return max(least, int(round(channels * multiplier)))
+
+
 def conv_block(x, filters: int, size: int = 3, name: str | None = None, batch_norm: bool = True):
     """Darknet's conv: no bias (batch norm has one), then leaky ReLU 0.1. Without batch norm
     (a shipped model, where it is folded into the kernel) the conv has the bias."""
@@ -45,7 +50,7 @@ def head(x, cfg: ModelConfig, scale: int):
 
 def build_detector(cfg: ModelConfig) -> keras.Model:
     """Preprocessed images [B, H, W, 3] in 0..1 -> [stride-8 output, stride-16 output]."""
-    f = [max(4, int(round(c * cfg.width_multiplier))) for c in (16, 32, 64, 128, 256, 512, 1024)]
+    f = [scaled(c, cfg.width_multiplier, least=4) for c in (16, 32, 64, 128, 256, 512, 1024)]
     conv = functools.partial(conv_block, batch_norm=cfg.batch_norm)
     inputs = keras.Input((cfg.input_height, cfg.input_width, 3), name="image")
     x = inputs
