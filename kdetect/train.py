@@ -278,7 +278,9 @@ def package_best(tc: TrainConfig, out_dir: str | Path | None = None) -> dict:
     cfg = ModelConfig.load(out / "model_config.json")
     detector = build_detector(cfg)
     val_images, val_texts = validation_arrays(tc.val_data, cfg, tc.val_images)
-    run = {"checkpoint": "best so far of a run that had not finished"}
+    history = read_history(out / HISTORY)
+    run = {"checkpoint": "best so far of the run", "epochs_run": len(history),
+           "seconds": history[-1]["seconds"] if history else None}
     return _package(tc, cfg, detector, best, val_images, val_texts, load_manifest(tc.train_data), run, out_dir)
 
 
@@ -292,8 +294,32 @@ def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run
         "val_string_accuracy": string_accuracy(detector, val_images, val_texts, cfg),
         "steps_per_epoch": tc.steps_per_epoch, "batch_size": tc.batch_size, "seed": tc.seed, **run,
     }
+    if tc.init_from:
+        # The whole lineage travels with the model: a continued run is only reproducible from its parents.
+        summary["init_from"] = {"package": tc.init_from, "training": parent_training(tc.init_from)}
     save_package(out_dir or Path(tc.out_dir) / "model", detector, cfg, summary, model_card(cfg, tc, summary))
     return summary
+
+
+def parent_training(package_dir: str) -> dict | None:
+    path = Path(package_dir) / "training.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def lineage(summary: dict) -> str:
+    """One card line per ancestor of a continued run, nearest first."""
+    lines, parent = [], summary.get("init_from")
+    while parent:
+        t = parent.get("training") or {}
+        images = t.get("train_images")
+        epochs = t.get("epochs_run_this_session", t.get("epochs_run", "?"))
+        lines.append(
+            f"- Continued from {parent['package']}: "
+            f"{f'{images:,}' if isinstance(images, int) else '?'} images of `{t.get('train_preset', '?')}` "
+            f"seed {t.get('train_seed', '?')}, {epochs} epochs of {t.get('steps_per_epoch', '?')} steps x "
+            f"{t.get('batch_size', '?')}, held-out accuracy {t.get('val_string_accuracy', '?')}.\n")
+        parent = t.get("init_from")
+    return "".join(lines)
 
 
 def model_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
@@ -308,5 +334,6 @@ def model_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
         f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}.\n"
         f"- Held-out synthetic validation ({summary['val_images']} images, {tc.val_data}): full-string "
         f"accuracy {summary['val_string_accuracy']:.4f}.\n"
+        + lineage(summary) +
         "- Never trained on real captchas. See the README for accuracy on real KCAPTCHA images.\n"
     )

@@ -62,6 +62,21 @@ def test_generate_train_solve(data, tmp_path, capsys):
     assert main(["solve", str(image), "--model", str(tmp_path / "small")]) == 0
 
 
+def test_a_continued_run_records_its_lineage(data, tmp_path):
+    first = train_config(data, tmp_path / "first")
+    assert main(["train", str(first)]) == 0
+    second = train_config(data, tmp_path / "second", init_from=str(tmp_path / "first" / "model"), seed=1)
+    assert main(["train", str(second)]) == 0
+    parent = json.loads((tmp_path / "first" / "model" / "config.json").read_text())
+    child = json.loads((tmp_path / "second" / "model" / "config.json").read_text())
+    assert child["anchors"] == parent["anchors"], "a continued run keeps its parent's anchors"
+    training = json.loads((tmp_path / "second" / "model" / "training.json").read_text())
+    assert training["init_from"]["package"] == str(tmp_path / "first" / "model")
+    assert training["init_from"]["training"]["seed"] == 0
+    card = (tmp_path / "second" / "model" / "MODEL_CARD.md").read_text()
+    assert f"Continued from {tmp_path / 'first' / 'model'}: 96 images of " in card
+
+
 def test_packaging_before_the_first_epoch_says_so(data, tmp_path, capsys):
     config = train_config(data, tmp_path / "never-ran")
     assert main(["train", str(config), "--package-best", str(tmp_path / "best")]) != 0
