@@ -11,12 +11,11 @@ norm before it quantises, so the folding has to happen here first for that to ho
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
-from kdetect.package import CARD, TRAINING, load_package, save_package
+from kdetect.package import CARD, load_package, read_training, save_package
 from kdetect.yolo.config import ModelConfig
 
 LEVELS = 255  # uint8
@@ -71,7 +70,7 @@ def compact_package(model_dir: str | Path, out_dir: str | Path) -> Path:
     if cfg.batch_norm:
         detector, cfg = fold_batch_norm(detector, cfg)
     snap_weights(detector)
-    training = json.loads((Path(model_dir) / TRAINING).read_text())
+    training = read_training(model_dir) or {}
     training["compacted_from"] = str(model_dir)
     card = (Path(model_dir) / CARD).read_text() + (
         "- Compacted for shipping (kdetect/compact.py): batch norm folded into the convolutions, weights "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kdetect.configio import JsonConfig
 from kdetect.errors import ConfigError
+from kdetect.package import read_training
 
 PRESETS = ("gnuboard5", "l2", "varlen", "kcaptcha21")
 
@@ -129,10 +130,11 @@ def curve_run(kind: str, config_path: str, size: int, out_root: Path, log: Calla
         from kdetect.baseline.train import train_classifier as run
     tc = dataclasses.replace(Config.load(config_path), train_images=size, out_dir=str(out_root / f"{kind}-{size}"))
     out = Path(tc.out_dir)
-    if not (out / "model" / "training.json").is_file():
+    summary = read_training(out / "model")
+    if summary is None:
         log(f"curve: training the {kind} on {size} images")
         run(tc, log=log, verbose=0)
-    summary = json.loads((out / "model" / "training.json").read_text())
+        summary = read_training(out / "model")
     history = read_history(out / HISTORY)
     return {"kind": kind, "train_images": size, "val_string_accuracy": summary["val_string_accuracy"],
             "epochs": len(history), "seconds": history[-1]["seconds"] if history else None,

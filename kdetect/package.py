@@ -50,6 +50,17 @@ def save_package(out_dir: str | Path, detector, cfg: ModelConfig, training: dict
                          lambda folder: detector.save_weights(str(folder / WEIGHTS)))
 
 
+def read_training(model_dir: str | Path) -> dict | None:
+    """The package's training.json (how it was made), or None where the package has none."""
+    path = Path(model_dir) / TRAINING
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read {path}: {err}; retrain or re-copy the model package") from None
+
+
 def package_kind(model_dir: str | Path) -> str:
     """"detector" or "classifier", from the package's config.json."""
     path = Path(model_dir) / CONFIG

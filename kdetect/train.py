@@ -19,7 +19,7 @@ from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
 from kdetect.fsutil import write_atomic
 from kdetect.errors import ConfigError
-from kdetect.package import save_package
+from kdetect.package import read_training, save_package
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
 from kdetect.yolo.config import ModelConfig
 from kdetect.yolo.decode import decode_batch
@@ -296,14 +296,9 @@ def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run
     }
     if tc.init_from:
         # The whole lineage travels with the model: a continued run is only reproducible from its parents.
-        summary["init_from"] = {"package": tc.init_from, "training": parent_training(tc.init_from)}
+        summary["init_from"] = {"package": tc.init_from, "training": read_training(tc.init_from)}
     save_package(out_dir or Path(tc.out_dir) / "model", detector, cfg, summary, model_card(cfg, tc, summary))
     return summary
-
-
-def parent_training(package_dir: str) -> dict | None:
-    path = Path(package_dir) / "training.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def lineage(summary: dict) -> str:

@@ -8,7 +8,8 @@ import pytest
 
 from kdetect.compact import compact_package, fold_batch_norm, snap_weights, uint8_grid
 from kdetect.export import converter_installed
-from kdetect.package import load_package, save_package
+from kdetect.errors import ConfigError
+from kdetect.package import TRAINING, load_package, read_training, save_package
 from kdetect.yolo.config import ModelConfig
 from kdetect.yolo.model import build_detector
 
@@ -67,6 +68,7 @@ def test_compact_package_reads_nearly_as_before(tmp_path):
     save_package(tmp_path / "src", detector, cfg, {"note": "test"}, "# test\n")
     compact_package(tmp_path / "src", tmp_path / "out")
     compacted, ccfg = load_package(tmp_path / "out")
+    assert read_training(tmp_path / "out") == {"note": "test", "compacted_from": str(tmp_path / "src")}
     assert not ccfg.batch_norm and ccfg.anchors == cfg.anchors
     for w in compacted.get_weights():
         np.testing.assert_allclose(uint8_grid(w), w, rtol=1e-6)  # float rounding only
@@ -84,3 +86,14 @@ def test_snapping_twice_changes_nothing():
     snap_weights(folded)
     for a, b in zip(once, folded.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_a_damaged_training_record_is_named(tmp_path):
+    detector, cfg = trained_looking_detector(6)
+    save_package(tmp_path / "src", detector, cfg, {"note": "test"}, "# test\n")
+    (tmp_path / "src" / TRAINING).write_text("{not json")
+    with pytest.raises(ConfigError, match="training.json"):
+        compact_package(tmp_path / "src", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "src" / TRAINING).unlink()
+    assert read_training(tmp_path / "src") is None
