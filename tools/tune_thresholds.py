@@ -14,7 +14,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kdetect.fsutil import write_atomic  # noqa: E402
-from kdetect.package import CONFIG, TRAINING, load_package  # noqa: E402
+from kdetect.package import CONFIG, TRAINING, load_package, read_training  # noqa: E402
 from kdetect.train import string_accuracy, tune_thresholds, validation_arrays  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     tuned = tune_thresholds(detector, images, texts, cfg)
     after = string_accuracy(detector, images, texts, tuned)
     write_atomic(args.model / CONFIG, tuned.to_json())
-    training = json.loads((args.model / TRAINING).read_text()) if (args.model / TRAINING).is_file() else {}
+    training = read_training(args.model) or {}
     training.update(val_string_accuracy=after, thresholds_tuned_on=args.val_data)
     write_atomic(args.model / TRAINING, json.dumps(training, indent=2) + "\n")
     print(f"score {cfg.score_threshold} -> {tuned.score_threshold}, nms {cfg.nms_iou} -> {tuned.nms_iou}: "
