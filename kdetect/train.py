@@ -306,6 +306,11 @@ def lineage(summary: dict) -> str:
     lines, parent = [], summary.get("init_from")
     while parent:
         t = parent.get("training") or {}
+        if "averaged_from" in t:
+            lines.append(f"- Continued from {parent['package']}, the weight average of {len(t['averaged_from'])} "
+                         f"packages (kdetect/soup.py), held-out accuracy {t.get('val_string_accuracy', '?')}; "
+                         "their records are in training.json.\n")
+            break
         images = t.get("train_images")
         epochs = t.get("epochs_run_this_session", t.get("epochs_run", "?"))
         lines.append(

@@ -1,0 +1,73 @@
+"""Weight averaging: the soup's weights are the mean, the greedy recipe keeps only what helps,
+and packages that are different networks are refused."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from kdetect.cli import main
+from kdetect.data import renderer
+from kdetect.data.generate import DatasetSpec, generate
+from kdetect.errors import ConfigError
+from kdetect.package import load_package, read_training, save_package
+from kdetect.soup import average_packages, greedy_soup, mean_weights
+from kdetect.train import lineage
+from kdetect.yolo.config import ModelConfig
+from kdetect.yolo.model import build_detector
+
+
+def package(path, seed: int, **cfg_changes):
+    cfg = dataclasses.replace(ModelConfig(width_multiplier=0.125, batch_norm=False), **cfg_changes)
+    detector = build_detector(cfg)
+    rng = np.random.default_rng(seed)
+    detector.set_weights([rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in detector.get_weights()])
+    save_package(path, detector, cfg, {"val_string_accuracy": 0.5 + seed / 100}, "# test\n")
+    return detector.get_weights()
+
+
+def test_the_soup_is_the_mean_of_its_packages(tmp_path):
+    a = package(tmp_path / "a", 1, score_threshold=0.2)
+    b = package(tmp_path / "b", 2, score_threshold=0.4)  # thresholds may differ: only decoding uses them
+    record = average_packages([tmp_path / "a", tmp_path / "b"], tmp_path / "soup")
+    soup, cfg = load_package(tmp_path / "soup")
+    for got, x, y in zip(soup.get_weights(), a, b):
+        np.testing.assert_allclose(got, (x + y) / 2, rtol=1e-6, atol=1e-8)
+    assert cfg.score_threshold == 0.2
+    assert read_training(tmp_path / "soup") == record
+    assert [p["training"]["val_string_accuracy"] for p in record["averaged_from"]] == [0.51, 0.52]
+    assert "weight average of 2" in lineage({"init_from": {"package": str(tmp_path / "soup"), "training": record}})
+
+
+def test_different_networks_are_refused(tmp_path):
+    package(tmp_path / "a", 1)
+    package(tmp_path / "wide", 2, width_multiplier=0.25)
+    with pytest.raises(ConfigError, match="different networks"):
+        average_packages([tmp_path / "a", tmp_path / "wide"], tmp_path / "soup")
+    with pytest.raises(ConfigError, match="at least two"):
+        average_packages([tmp_path / "a"], tmp_path / "soup")
+    with pytest.raises(ConfigError, match="--val"):
+        average_packages([tmp_path / "a", tmp_path / "a"], tmp_path / "soup", greedy=True)
+    assert not (tmp_path / "soup").exists()
+
+
+def test_greedy_keeps_only_ingredients_that_help():
+    # Accuracy peaks at weights 0: +1 and -1 average to it; 5 would drag the mean away.
+    ingredients = [[np.array([5.0])], [np.array([1.0])], [np.array([-1.0])]]
+    kept, best = greedy_soup(ingredients, lambda w: -abs(float(w[0][0])))
+    assert kept == [1, 2] and best == 0.0
+    np.testing.assert_allclose(mean_weights([ingredients[k] for k in kept])[0], [0.0])
+
+
+def test_soup_command_tunes_on_held_out_data(tmp_path, capsys):
+    config = renderer.load_config(renderer.preset_path("gnuboard5"))
+    generate(DatasetSpec(config=config, seed=5, count=16, tfrecord=True), tmp_path / "val")
+    package(tmp_path / "a", 1)
+    package(tmp_path / "b", 2)
+    assert main(["soup", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "soup"),
+                 "--val", str(tmp_path / "val"), "--greedy"]) == 0
+    record = read_training(tmp_path / "soup")
+    assert record["val_images"] == 16 and 0.0 <= record["val_string_accuracy"] <= 1.0
+    assert 1 <= len(record["averaged_from"]) <= 2
+    assert "wrote" in capsys.readouterr().out
+    assert main(["soup", str(tmp_path / "a"), "--out", str(tmp_path / "x")]) == 2
