@@ -301,25 +301,38 @@ def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run
     return summary
 
 
-def lineage(summary: dict) -> str:
-    """One card line per ancestor of a continued run, nearest first."""
-    lines, parent = [], summary.get("init_from")
+def run_line(package: str, t: dict) -> str:
+    """A package's own training in one phrase: data, steps and held-out accuracy."""
+    if "averaged_from" in t:
+        return (f"{package}, the weight average of {len(t['averaged_from'])} packages (kdetect/soup.py), "
+                f"held-out accuracy {t.get('val_string_accuracy', '?')}")
+    images = t.get("train_images")
+    epochs = t.get("epochs_run_this_session", t.get("epochs_run", "?"))
+    return (f"{package}: {f'{images:,}' if isinstance(images, int) else '?'} images of "
+            f"`{t.get('train_preset', '?')}` seed {t.get('train_seed', '?')}, {epochs} epochs of "
+            f"{t.get('steps_per_epoch', '?')} steps x {t.get('batch_size', '?')}, seed {t.get('seed', '?')}, "
+            f"held-out accuracy {t.get('val_string_accuracy', '?')}")
+
+
+def lineage(summary: dict, depth: int = 0) -> str:
+    """Card lines for every ancestor of a run, nearest first; an averaged ancestor lists each of
+    its ingredients with their own ancestors, indented, down to the run trained from scratch."""
+    pad, lines, parent = "  " * depth, [], summary.get("init_from")
     while parent:
         t = parent.get("training") or {}
+        lines.append(f"{pad}- Continued from {run_line(parent['package'], t)}.\n")
         if "averaged_from" in t:
-            lines.append(f"- Continued from {parent['package']}, the weight average of {len(t['averaged_from'])} "
-                         f"packages (kdetect/soup.py), held-out accuracy {t.get('val_string_accuracy', '?')}; "
-                         "their records are in training.json.\n")
+            lines += [ingredients(t["averaged_from"], depth + 1)]
             break
-        images = t.get("train_images")
-        epochs = t.get("epochs_run_this_session", t.get("epochs_run", "?"))
-        lines.append(
-            f"- Continued from {parent['package']}: "
-            f"{f'{images:,}' if isinstance(images, int) else '?'} images of `{t.get('train_preset', '?')}` "
-            f"seed {t.get('train_seed', '?')}, {epochs} epochs of {t.get('steps_per_epoch', '?')} steps x "
-            f"{t.get('batch_size', '?')}, held-out accuracy {t.get('val_string_accuracy', '?')}.\n")
         parent = t.get("init_from")
     return "".join(lines)
+
+
+def ingredients(parts: list[dict], depth: int) -> str:
+    """Card lines for the packages a soup averaged, each followed by its own lineage."""
+    pad = "  " * depth
+    return "".join(f"{pad}- {run_line(p['package'], p.get('training') or {})}.\n"
+                   + lineage(p.get("training") or {}, depth + 1) for p in parts)
 
 
 def model_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:

@@ -71,3 +71,19 @@ def test_soup_command_tunes_on_held_out_data(tmp_path, capsys):
     assert 1 <= len(record["averaged_from"]) <= 2
     assert "wrote" in capsys.readouterr().out
     assert main(["soup", str(tmp_path / "a"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_the_lineage_goes_through_a_soup_to_every_run_it_came_from():
+    scratch = {"train_images": 200000, "train_preset": "train-mix", "train_seed": 1, "epochs_run": 14,
+               "steps_per_epoch": 500, "batch_size": 32, "seed": 0, "val_string_accuracy": 0.911}
+    child = lambda seed: {"train_images": 100000, "train_preset": "train-mix", "train_seed": 3,  # noqa: E731
+                          "epochs_run": 3, "steps_per_epoch": 500, "batch_size": 32, "seed": seed,
+                          "val_string_accuracy": 0.9, "init_from": {"package": "shipped", "training": scratch}}
+    soup = {"averaged_from": [{"package": "a", "training": child(5)}, {"package": "b", "training": child(6)}],
+            "val_string_accuracy": 0.92}
+    text = lineage({"init_from": {"package": "soup", "training": soup}})
+    lines = text.splitlines()
+    assert lines[0].startswith("- Continued from soup, the weight average of 2 packages")
+    assert [line.strip()[:4] for line in lines[1:]] == ["- a:", "- Co", "- b:", "- Co"]
+    assert text.count("Continued from shipped: 200,000 images of `train-mix` seed 1, 14 epochs") == 2
+    assert "seed 6, held-out accuracy 0.9" in text and lines[2].startswith("    - ")
