@@ -263,8 +263,9 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     history = trainer.fit(training_dataset(tc, cfg), epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
                           callbacks=callbacks, verbose=verbose)
     seconds = time.time() - start
-    run = {"epochs_run_this_session": len(history.history.get("loss", [])), "seconds_this_session": round(seconds, 1),
-           "devices": strategy.num_replicas_in_sync}
+    # A resumed run's total comes from its validation history, which survives the kill.
+    run = {"epochs_run": len(read_history(out / HISTORY)), "epochs_run_this_session": len(history.history.get("loss", [])),
+           "seconds_this_session": round(seconds, 1), "devices": strategy.num_replicas_in_sync}
     return _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run)
 
 
@@ -307,10 +308,12 @@ def run_line(package: str, t: dict) -> str:
         return (f"{package}, the weight average of {len(t['averaged_from'])} packages (kdetect/soup.py), "
                 f"held-out accuracy {t.get('val_string_accuracy', '?')}")
     images = t.get("train_images")
-    epochs = t.get("epochs_run_this_session", t.get("epochs_run", "?"))
+    # Records written before the total was kept have only the last session's count: say so.
+    epochs = t.get("epochs_run", t.get("epochs_run_this_session", "?"))
+    partial = " (its last session only)" if "epochs_run" not in t and "epochs_run_this_session" in t else ""
     return (f"{package}: {f'{images:,}' if isinstance(images, int) else '?'} images of "
             f"`{t.get('train_preset', '?')}` seed {t.get('train_seed', '?')}, {epochs} epochs of "
-            f"{t.get('steps_per_epoch', '?')} steps x {t.get('batch_size', '?')}, seed {t.get('seed', '?')}, "
+            f"{t.get('steps_per_epoch', '?')} steps x {t.get('batch_size', '?')}{partial}, seed {t.get('seed', '?')}, "
             f"held-out accuracy {t.get('val_string_accuracy', '?')}")
 
 

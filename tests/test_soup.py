@@ -87,3 +87,6 @@ def test_the_lineage_goes_through_a_soup_to_every_run_it_came_from():
     assert [line.strip()[:4] for line in lines[1:]] == ["- a:", "- Co", "- b:", "- Co"]
     assert text.count("Continued from shipped: 200,000 images of `train-mix` seed 1, 14 epochs") == 2
     assert "seed 6, held-out accuracy 0.9" in text and lines[2].startswith("    - ")
+    del scratch["epochs_run"]
+    scratch["epochs_run_this_session"] = 8  # an older record: only the last session's count
+    assert "seed 1, 8 epochs of 500 steps x 32 (its last session only), seed 0" in lineage({"init_from": {"package": "shipped", "training": scratch}})

@@ -98,6 +98,7 @@ def test_killed_training_resumes_from_its_last_epoch(data, tmp_path):
     subprocess.run(cmd, env=ENV, check=True, capture_output=True)
     summary = json.loads((tmp_path / "run" / "model" / "training.json").read_text())
     assert summary["epochs_run_this_session"] < 3
+    assert summary["epochs_run"] == 3
 
 
 def test_mirrored_strategy_on_two_logical_cpus(data, tmp_path):
