@@ -105,3 +105,39 @@ def load_any_package(model_dir: str | Path):
 
         return load_classifier_package(model_dir)
     return load_package(model_dir)
+
+
+def run_line(package: str, t: dict) -> str:
+    """A package's own training in one phrase: data, steps and held-out accuracy."""
+    if "averaged_from" in t:
+        return (f"{package}, the weight average of {len(t['averaged_from'])} packages (kdetect/soup.py), "
+                f"held-out accuracy {t.get('val_string_accuracy', '?')}")
+    images = t.get("train_images")
+    # Records written before the total was kept have only the last session's count: say so.
+    epochs = t.get("epochs_run", t.get("epochs_run_this_session", "?"))
+    partial = " (its last session only)" if "epochs_run" not in t and "epochs_run_this_session" in t else ""
+    return (f"{package}: {f'{images:,}' if isinstance(images, int) else '?'} images of "
+            f"`{t.get('train_preset', '?')}` seed {t.get('train_seed', '?')}, {epochs} epochs of "
+            f"{t.get('steps_per_epoch', '?')} steps x {t.get('batch_size', '?')}{partial}, seed {t.get('seed', '?')}, "
+            f"held-out accuracy {t.get('val_string_accuracy', '?')}")
+
+
+def lineage(summary: dict, depth: int = 0) -> str:
+    """Card lines for every ancestor of a run, nearest first; an averaged ancestor lists each of
+    its ingredients with their own ancestors, indented, down to the run trained from scratch."""
+    pad, lines, parent = "  " * depth, [], summary.get("init_from")
+    while parent:
+        t = parent.get("training") or {}
+        lines.append(f"{pad}- Continued from {run_line(parent['package'], t)}.\n")
+        if "averaged_from" in t:
+            lines.append(ingredient_lines(t["averaged_from"], depth + 1))
+            break
+        parent = t.get("init_from")
+    return "".join(lines)
+
+
+def ingredient_lines(parts: list[dict], depth: int) -> str:
+    """Card lines for the packages a soup averaged, each followed by its own lineage."""
+    pad = "  " * depth
+    return "".join(f"{pad}- {run_line(p['package'], p.get('training') or {})}.\n"
+                   + lineage(p.get("training") or {}, depth + 1) for p in parts)

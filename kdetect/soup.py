@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kdetect.errors import ConfigError
-from kdetect.package import load_package, read_training, save_package
-from kdetect.train import ingredients
+from kdetect.package import ingredient_lines, load_package, read_training, save_package
 from kdetect.yolo.config import ModelConfig
 
 Weights = list[np.ndarray]
@@ -94,7 +93,7 @@ def soup_card(cfg: ModelConfig, record: dict, offered: int) -> str:
              f"YOLOv3-tiny (width x{cfg.width_multiplier}), input {cfg.input_height}x{cfg.input_width}; "
              f"its weights are the mean of {len(parts)} of the {offered} packages offered (kdetect/soup.py), "
              "each listed with the runs it continued (training.json holds their full records):\n\n"]
-    lines.append(ingredients(parts, 0))
+    lines.append(ingredient_lines(parts, 0))
     if "val_string_accuracy" in record:
         lines.append(f"\nHeld-out synthetic validation ({record['val_images']} images, {record['val_data']}): "
                      f"full-string accuracy {record['val_string_accuracy']:.4f}, thresholds tuned there.\n")

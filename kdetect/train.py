@@ -19,7 +19,7 @@ from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
 from kdetect.fsutil import write_atomic
 from kdetect.errors import ConfigError
-from kdetect.package import read_training, save_package
+from kdetect.package import lineage, read_training, save_package
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
 from kdetect.yolo.config import ModelConfig
 from kdetect.yolo.decode import decode_batch
@@ -300,42 +300,6 @@ def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run
         summary["init_from"] = {"package": tc.init_from, "training": read_training(tc.init_from)}
     save_package(out_dir or Path(tc.out_dir) / "model", detector, cfg, summary, model_card(cfg, tc, summary))
     return summary
-
-
-def run_line(package: str, t: dict) -> str:
-    """A package's own training in one phrase: data, steps and held-out accuracy."""
-    if "averaged_from" in t:
-        return (f"{package}, the weight average of {len(t['averaged_from'])} packages (kdetect/soup.py), "
-                f"held-out accuracy {t.get('val_string_accuracy', '?')}")
-    images = t.get("train_images")
-    # Records written before the total was kept have only the last session's count: say so.
-    epochs = t.get("epochs_run", t.get("epochs_run_this_session", "?"))
-    partial = " (its last session only)" if "epochs_run" not in t and "epochs_run_this_session" in t else ""
-    return (f"{package}: {f'{images:,}' if isinstance(images, int) else '?'} images of "
-            f"`{t.get('train_preset', '?')}` seed {t.get('train_seed', '?')}, {epochs} epochs of "
-            f"{t.get('steps_per_epoch', '?')} steps x {t.get('batch_size', '?')}{partial}, seed {t.get('seed', '?')}, "
-            f"held-out accuracy {t.get('val_string_accuracy', '?')}")
-
-
-def lineage(summary: dict, depth: int = 0) -> str:
-    """Card lines for every ancestor of a run, nearest first; an averaged ancestor lists each of
-    its ingredients with their own ancestors, indented, down to the run trained from scratch."""
-    pad, lines, parent = "  " * depth, [], summary.get("init_from")
-    while parent:
-        t = parent.get("training") or {}
-        lines.append(f"{pad}- Continued from {run_line(parent['package'], t)}.\n")
-        if "averaged_from" in t:
-            lines += [ingredients(t["averaged_from"], depth + 1)]
-            break
-        parent = t.get("init_from")
-    return "".join(lines)
-
-
-def ingredients(parts: list[dict], depth: int) -> str:
-    """Card lines for the packages a soup averaged, each followed by its own lineage."""
-    pad = "  " * depth
-    return "".join(f"{pad}- {run_line(p['package'], p.get('training') or {})}.\n"
-                   + lineage(p.get("training") or {}, depth + 1) for p in parts)
 
 
 def model_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:

@@ -10,9 +10,8 @@ from kdetect.cli import main
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
 from kdetect.errors import ConfigError
-from kdetect.package import load_package, read_training, save_package
+from kdetect.package import lineage, load_package, read_training, save_package
 from kdetect.soup import average_packages, greedy_soup, mean_weights
-from kdetect.train import lineage
 from kdetect.yolo.config import ModelConfig
 from kdetect.yolo.model import build_detector
 
