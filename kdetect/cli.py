@@ -84,6 +84,11 @@ def _run_show(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({len(samples)} samples)")
 
 
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["lite", "tf"], default="lite",
+                   help="run the network with TensorFlow Lite (default, faster on CPUs) or as a TensorFlow graph")
+
+
 def _add_solve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("solve", help="read captcha images")
     p.add_argument("images", nargs="+", type=Path)
@@ -91,6 +96,7 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draw", type=Path, help="write a PNG with the read glyph boxes drawn")
     p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
     p.add_argument("--symbols", help="characters the captchas are known to use, e.g. 0123456789 for Gnuboard; others are never read")
+    _add_backend(p)
     p.set_defaults(run=_run_solve)
 
 
@@ -101,7 +107,7 @@ def _run_solve(args: argparse.Namespace) -> int:
     from kdetect.images import load_image
     from kdetect.solver import Solver
 
-    solver = Solver(args.model, args.symbols)
+    solver = Solver(args.model, args.symbols, args.backend)
     failed = 0
     drawn = []
     for path in args.images:
@@ -137,6 +143,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object; `accuracy` is full-string accuracy")
     p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
     p.add_argument("--symbols", help="characters the captchas are known to use, e.g. 0123456789 for Gnuboard; others are never read")
+    _add_backend(p)
     p.set_defaults(run=_run_eval)
 
 
@@ -146,7 +153,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from kdetect.evaluate import evaluate
     from kdetect.solver import Solver
 
-    result = evaluate(Solver(args.model, args.symbols), args.folder)
+    result = evaluate(Solver(args.model, args.symbols, args.backend), args.folder)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -219,7 +226,7 @@ def _run_train_classifier(args: argparse.Namespace) -> None:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model package for other runtimes")
-    p.add_argument("format", choices=["tfjs", "saved_model"])
+    p.add_argument("format", choices=["tfjs", "saved_model", "tflite"])
     p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quantize", choices=["none", "float16", "uint8"], default="uint8",
@@ -228,12 +235,16 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> None:
-    from kdetect.export import export_saved_model, export_tfjs, exported_size
+    from kdetect.export import export_saved_model, export_tfjs, export_tflite, exported_size
     from kdetect.package import default_model_dir
 
     model = args.model or default_model_dir()
     if args.format == "saved_model":
         print(f"wrote {export_saved_model(model, args.out)}")
+        return
+    if args.format == "tflite":
+        out = export_tflite(model, args.out)
+        print(f"wrote {out} ({(out / 'model.tflite').stat().st_size / 1e6:.2f} MB)")
         return
     out = export_tfjs(model, args.out, None if args.quantize == "none" else args.quantize)
     print(f"wrote {out} ({exported_size(out) / 1e6:.2f} MB, weights {args.quantize})")

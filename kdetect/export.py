@@ -1,4 +1,5 @@
-"""Export a model package: SavedModel, then a TF.js graph model with the metadata the browser needs.
+"""Export a model package: SavedModel, a TF.js graph model with the metadata the browser needs,
+or a TFLite model.
 
 The exported graph takes raw RGB pixels (float32 0..255, any size) and runs the same preprocess()
 that training and `solve` use, then the network. Box decoding and NMS stay outside the graph
@@ -26,13 +27,10 @@ METADATA = "metadata.json"
 
 def serving_model(model_dir: str | Path):
     """raw RGB images [B, H, W, 3] float32 0..255 -> the network's outputs, preprocessing included."""
-    import keras
-
-    from kdetect.yolo.preprocess import preprocess
+    from kdetect.yolo.preprocess import with_preprocessing
 
     network, cfg = load_any_package(model_dir)
-    image = keras.Input((None, None, 3), dtype="float32", name="image")
-    return keras.Model(image, network(preprocess(image, cfg)), name="kdetect_serving")
+    return with_preprocessing(network, cfg)
 
 
 def metadata(model_dir: str | Path) -> dict:
@@ -71,6 +69,23 @@ def export_tfjs(model_dir: str | Path, out_dir: str | Path, quantize: str | None
             shutil.rmtree(staged, ignore_errors=True)
             raise KdetectError(f"tensorflowjs_converter failed: {proc.stderr.strip()[-2000:]}")
     meta = metadata(model_dir) | {"quantize": quantize or "none"}
+    (staged / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
+    replace_dir(staged, out)
+    return out
+
+
+def export_tflite(model_dir: str | Path, out_dir: str | Path) -> Path:
+    """model.tflite (uint8 RGB images [B, H, W, 3] of any size in, the raw head outputs out; the
+    graph Solver's "lite" backend runs) + metadata.json for decoding, in out_dir, replaced whole."""
+    from kdetect.lite import convert
+
+    network, cfg = load_any_package(model_dir)
+    blob = convert(network, cfg)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    (staged / "model.tflite").write_bytes(blob)
+    meta = metadata(model_dir) | {"format": "kdetect-tflite-1", "input": "uint8 RGB [batch, height, width, 3]"}
     (staged / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
     replace_dir(staged, out)
     return out

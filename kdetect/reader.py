@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +14,18 @@ from kdetect.images import ImageLike, load_image
 from kdetect.yolo.decode import Reading
 
 
+BACKENDS = ("lite", "tf")
+
+
 class Reader(ABC):
     """Reads captchas with one model package, loaded on first use and kept."""
 
-    def __init__(self, model_dir: str | Path, symbols: str | None = None):
+    def __init__(self, model_dir: str | Path, symbols: str | None = None, backend: str = "lite"):
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.model_dir = Path(model_dir)
+        # How the network runs: "lite" (TFLite, the fast default on CPUs) or "tf" (a TF graph).
+        self.backend = backend
         # The characters the captchas are known to use (a site's allowed_symbols), if given.
         self.symbols = symbols
         self.config = None  # the package's model config, once loaded
@@ -74,6 +81,22 @@ class Reader(ABC):
 
     def solve(self, image: ImageLike, length: int | None = None) -> str:
         return self.read(image, length=length).text
+
+
+def inference(model, cfg, model_dir: str | Path, backend: str) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """uint8 images [B, H, W, 3] of any size -> the network's outputs as NumPy arrays (a list,
+    one per Keras output), run the way `backend` says."""
+    if backend == "lite":
+        from kdetect.lite import lite_inference
+
+        return lite_inference(model, cfg, model_dir)
+    infer = compiled_inference(model, cfg)
+
+    def run(images: np.ndarray) -> list[np.ndarray]:
+        outputs = infer(images)
+        return [o.numpy() for o in outputs] if isinstance(outputs, (list, tuple)) else [outputs.numpy()]
+
+    return run
 
 
 def compiled_inference(model, cfg):

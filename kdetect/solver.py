@@ -9,7 +9,7 @@ import numpy as np
 
 from kdetect.images import ImageLike
 from kdetect.package import default_model_dir, load_package, package_kind
-from kdetect.reader import Reader, compiled_inference
+from kdetect.reader import Reader, inference
 from kdetect.yolo.decode import Reading, decode_batch
 
 
@@ -18,32 +18,34 @@ class DetectorReader(Reader):
 
     def _load_model(self) -> None:
         detector, self.config = load_package(self.model_dir)
-        self._infer = compiled_inference(detector, self.config)
+        self._infer = inference(detector, self.config, self.model_dir, self.backend)
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
-        outputs = self._infer(images)
-        return decode_batch([o.numpy() for o in outputs], self.config, [size] * len(images), self.symbols)
+        return decode_batch(self._infer(images), self.config, [size] * len(images), self.symbols)
 
 
-def open_reader(model_dir: str | Path, symbols: str | None = None) -> Reader:
+def open_reader(model_dir: str | Path, symbols: str | None = None, backend: str = "lite") -> Reader:
     """The reader for a package's kind (see kdetect/package.py); nothing is loaded yet."""
     if package_kind(model_dir) == "classifier":
         from kdetect.baseline.reader import ClassifierReader
 
-        return ClassifierReader(model_dir, symbols)
-    return DetectorReader(model_dir, symbols)
+        return ClassifierReader(model_dir, symbols, backend)
+    return DetectorReader(model_dir, symbols, backend)
 
 
 class Solver(Reader):
     """Reads captchas with one model package, detector or classifier baseline, loaded on first
-    use and kept. Without model_dir, the shipped default model."""
+    use and kept. Without model_dir, the shipped default model.
 
-    def __init__(self, model_dir: str | Path | None = None, symbols: str | None = None):
-        super().__init__(model_dir if model_dir else default_model_dir(), symbols)
+    backend "lite" (default) runs the network with TensorFlow Lite, converted on first use and
+    cached (kdetect/lite.py); "tf" runs it as a TensorFlow graph. Both read the same answers."""
+
+    def __init__(self, model_dir: str | Path | None = None, symbols: str | None = None, backend: str = "lite"):
+        super().__init__(model_dir if model_dir else default_model_dir(), symbols, backend)
         self.reader: Reader | None = None
 
     def _load_model(self) -> None:
-        reader = open_reader(self.model_dir, self.symbols)
+        reader = open_reader(self.model_dir, self.symbols, self.backend)
         reader.load()
         self.reader, self.config = reader, reader.config
 

@@ -9,6 +9,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REALVAL = Path(__file__).resolve().parents[2] / "shared" / "realval"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lite_cache(tmp_path_factory):
+    """The Solver caches converted models (kdetect/lite.py); tests keep theirs out of ~/.cache."""
+    old = os.environ.get("KDETECT_CACHE")
+    os.environ["KDETECT_CACHE"] = str(tmp_path_factory.mktemp("lite-cache"))
+    yield Path(os.environ["KDETECT_CACHE"])
+    if old is None:
+        del os.environ["KDETECT_CACHE"]
+    else:
+        os.environ["KDETECT_CACHE"] = old
+
+
 @pytest.fixture
 def make_config(tmp_path: Path):
     """Write a render config: a preset's options with overrides; returns its path."""

@@ -6,7 +6,7 @@ import numpy as np
 
 from kdetect.baseline.package import load_classifier_package
 from kdetect.errors import LengthError
-from kdetect.reader import Reader, compiled_inference
+from kdetect.reader import Reader, inference
 from kdetect.yolo.decode import Glyph, Reading, symbol_mask
 
 
@@ -23,10 +23,10 @@ class ClassifierReader(Reader):
 
     def _load_model(self) -> None:
         classifier, self.config = load_classifier_package(self.model_dir)
-        self._infer = compiled_inference(classifier, self.config)
+        self._infer = inference(classifier, self.config, self.model_dir, self.backend)
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
-        return [decode_probabilities(p, self.config.charset, self.symbols) for p in self._infer(images).numpy()]
+        return [decode_probabilities(p, self.config.charset, self.symbols) for p in self._infer(images)[0]]
 
     def check_length(self, length: int | None) -> None:
         if length is not None and length != self.config.length:

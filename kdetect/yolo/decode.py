@@ -64,23 +64,26 @@ def candidates(outputs: list[np.ndarray], cfg: ModelConfig,
     return np.concatenate(boxes, -2), np.concatenate(scores, -1), np.concatenate(classes, -1)
 
 
-def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    wh = np.maximum(np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2]), 0)
-    inter = wh[:, 0] * wh[:, 1]
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)
+def pairwise_iou(boxes: np.ndarray) -> np.ndarray:
+    """[K, 4] boxes -> [K, K] intersection over union of every pair."""
+    lo = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    hi = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.maximum(hi - lo, 0), -1)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-12)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    """Greedy non-maximum suppression ignoring class: two glyphs never share one place."""
-    order = list(np.argsort(-scores, kind="stable"))
+    """Greedy non-maximum suppression ignoring class: two glyphs never share one place.
+    All overlaps are computed at once; the greedy pass then only reads them."""
+    order = np.argsort(-scores, kind="stable")
+    overlaps = pairwise_iou(boxes[order]) > iou_threshold
+    suppressed = np.zeros(len(order), bool)
     keep = []
-    while order:
-        best = order.pop(0)
-        keep.append(best)
-        if order:
-            overlap = iou_one_to_many(boxes[best], boxes[order])
-            order = [i for i, o in zip(order, overlap) if o <= iou_threshold]
+    for rank, index in enumerate(order.tolist()):
+        if not suppressed[rank]:
+            keep.append(index)
+            suppressed |= overlaps[rank]
     return keep
 
 
@@ -92,8 +95,8 @@ def reading(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, cfg: Mod
     keep = nms(boxes, scores, cfg.nms_iou)
     keep.sort(key=lambda i: (boxes[i, 0] + boxes[i, 2]) / 2)
     w, h = image_size or (cfg.input_width, cfg.input_height)
-    glyphs = tuple(Glyph(cfg.charset[classes[i]], float(scores[i]),
-                         tuple(float(v) for v in boxes[i] * [w, h, w, h])) for i in keep)
+    pixels = (boxes[keep] * [w, h, w, h]).tolist()
+    glyphs = tuple(Glyph(cfg.charset[classes[i]], float(scores[i]), tuple(box)) for i, box in zip(keep, pixels))
     confidence = float(np.prod([g.score for g in glyphs])) if glyphs else 0.0
     return Reading("".join(g.char for g in glyphs), confidence, glyphs)
 

@@ -27,3 +27,12 @@ def preprocess(images, cfg: InputSize):
     resized = ops.image.resize(images, (cfg.input_height, cfg.input_width), interpolation="bilinear",
                                antialias=False)
     return resized / 255.0
+
+
+def with_preprocessing(network, cfg: InputSize, dtype: str = "float32"):
+    """A Keras model: RGB images [B, H, W, 3] of any size, 0..255 in `dtype` -> network(preprocess(images)).
+    What the exported and converted graphs run, so they prepare pixels exactly as training did."""
+    import keras
+
+    image = keras.Input((None, None, 3), dtype=dtype, name="image")
+    return keras.Model(image, network(preprocess(image, cfg), training=False), name="kdetect_serving")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.decode import candidates, decode, iou_one_to_many
+from kdetect.yolo.decode import candidates, decode, pairwise_iou
 
 OUT = Path(__file__).with_name("golden.json")
 
@@ -56,7 +56,7 @@ def case(name: str, rng: np.random.Generator, cfg: ModelConfig, hot: int,
     boxes, scores, _ = candidates([o.astype(np.float32) for o in outputs], cfg)
     assert np.abs(scores - cfg.score_threshold).min() > 1e-4, f"{name}: a score sits on the threshold"
     sure = boxes[scores >= cfg.score_threshold]
-    overlaps = np.concatenate([iou_one_to_many(b, sure) for b in sure])
+    overlaps = pairwise_iou(sure)
     assert np.abs(overlaps - cfg.nms_iou).min() > 1e-4, f"{name}: an IoU sits on the NMS threshold"
     print(f"{name}: {len(scores)} candidates, {len(sure)} over the threshold, {len(reading.glyphs)} after NMS")
     return {

@@ -1,0 +1,119 @@
+"""The TFLite backend reads what the TF graph reads, caches its conversion, and never needs the cache."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from kdetect import lite
+from kdetect.errors import ConfigError
+from kdetect.package import save_package
+from kdetect.solver import Solver
+from kdetect.yolo.config import ModelConfig
+from kdetect.yolo.model import build_detector
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    """An untrained, batch-normed package with a low threshold, so it reads something to compare."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    cfg = ModelConfig(width_multiplier=0.125, score_threshold=0.0005)
+    return save_package(tmp_path_factory.mktemp("pkg") / "model", build_detector(cfg), cfg, {}, "test model\n")
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Two sizes (Gnuboard's 160x60 and KCAPTCHA 2.1's 160x80), a few images of each."""
+    rng = np.random.default_rng(5)
+    return [rng.integers(0, 256, (h, 160, 3), dtype=np.uint8) for h in (60, 60, 60, 80, 80)]
+
+
+def test_lite_and_tf_backends_give_the_same_outputs_and_readings(package, images):
+    fast, graph = Solver(package, backend="lite"), Solver(package, backend="tf")
+    fast.load(), graph.load()
+    for size_group in (images[:3], images[3:]):
+        batch = np.stack(size_group)
+        ours, theirs = fast.reader._infer(batch), graph.reader._infer(batch)
+        assert [o.shape for o in ours] == [t.shape for t in theirs]
+        for o, t in zip(ours, theirs):
+            np.testing.assert_allclose(o, t, atol=2e-4)
+    readings = fast.read_batch(images)
+    assert [r.text for r in readings] == [r.text for r in graph.read_batch(images)]
+    assert all(r.text for r in readings)
+    assert fast.read(images[0]) == readings[0]  # one image alone reads as it did in a batch
+
+
+def test_the_conversion_is_cached_under_the_package_contents(package, images, lite_cache, tmp_path, monkeypatch):
+    Solver(package).read(images[0])
+    key = lite.package_key(package)
+    assert (lite_cache / f"{key}.tflite").is_file()
+
+    def no_conversion(*_):
+        raise AssertionError("converted again although the cache holds this package")
+
+    monkeypatch.setattr(lite, "convert", no_conversion)
+    assert Solver(package).read(images[0]).text
+    # Other weights (a retrained package under the same name) must not meet the old conversion.
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for f in package.iterdir():
+        (changed / f.name).write_bytes(f.read_bytes())
+    config = json.loads((changed / "config.json").read_text())
+    (changed / "config.json").write_text(json.dumps(config | {"score_threshold": 0.5}))
+    assert lite.package_key(changed) != key
+
+
+def test_an_unwritable_cache_warns_and_still_reads(package, images, tmp_path, monkeypatch):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("KDETECT_CACHE", str(blocked))
+    with pytest.warns(UserWarning, match="KDETECT_CACHE"):
+        reading = Solver(package).read(images[0])
+    assert reading.text == Solver(package, backend="tf").read(images[0]).text
+    assert blocked.read_text() == "a file where the cache folder should be"
+
+
+def test_concurrent_reads_share_one_interpreter_safely(package, images):
+    solver = Solver(package)
+    expected = [r.text for r in solver.read_batch(images)]
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            results[i] = [solver.read(im).text for im in images]
+        except Exception as err:  # noqa: BLE001 (reported below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(r == expected for r in results.values()) and len(results) == 4
+
+
+def test_an_unknown_backend_is_refused(package):
+    with pytest.raises(ConfigError, match="backend"):
+        Solver(package, backend="onnx")
+
+
+def test_exported_tflite_runs_alone_and_matches(package, images, tmp_path):
+    import tensorflow as tf
+
+    from kdetect.export import export_tflite
+
+    out = export_tflite(package, tmp_path / "lite")
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["format"] == "kdetect-tflite-1" and meta["charset"] == ModelConfig().charset
+    interpreter = tf.lite.Interpreter(model_path=str(out / "model.tflite"))
+    outputs = interpreter.get_signature_runner()(image=images[0][None])
+    expected = Solver(package, backend="tf")
+    expected.load()
+    theirs = expected.reader._infer(images[0][None])
+    by_shape = {o.shape: o for o in outputs.values()}
+    for t in theirs:
+        np.testing.assert_allclose(by_shape[t.shape], t, atol=2e-4)
