@@ -62,12 +62,16 @@ def convert(model, cfg) -> bytes:
         return converter.convert()
 
 
+def cache_path(model_dir: str | Path) -> Path:
+    return cache_dir() / f"{package_key(model_dir)}.tflite"
+
+
 def cached_conversion(model, cfg, model_dir: str | Path) -> bytes:
     """The package's TFLite model: from the cache, else converted now and cached.
 
     A cache that cannot be written (read-only home, full disk) only costs the conversion on
     every load; it never stops reading."""
-    path = cache_dir() / f"{package_key(model_dir)}.tflite"
+    path = cache_path(model_dir)
     if path.is_file():
         return path.read_bytes()
     blob = convert(model, cfg)
@@ -88,7 +92,8 @@ def cached_conversion(model, cfg, model_dir: str | Path) -> bytes:
 
 def default_threads() -> int:
     """The cores this process may use; past a handful the small network gains nothing."""
-    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 class LiteInference:
@@ -134,4 +139,10 @@ def lite_inference(model, cfg, model_dir: str | Path, threads: int | None = None
     """A LiteInference for a loaded package's network (converted, or taken from the cache)."""
     outputs = model.outputs if isinstance(model.outputs, list) else [model.outputs]
     shapes = [tuple(o.shape[1:]) for o in outputs]
-    return LiteInference(cached_conversion(model, cfg, model_dir), shapes, threads)
+    try:
+        return LiteInference(cached_conversion(model, cfg, model_dir), shapes, threads)
+    except ValueError:
+        # The interpreter refused the bytes: a damaged cache file (a fresh conversion never is).
+        # Drop it and convert afresh.
+        cache_path(model_dir).unlink(missing_ok=True)
+        return LiteInference(cached_conversion(model, cfg, model_dir), shapes, threads)

@@ -76,6 +76,14 @@ def test_an_unwritable_cache_warns_and_still_reads(package, images, tmp_path, mo
     assert blocked.read_text() == "a file where the cache folder should be"
 
 
+def test_a_damaged_cache_file_is_replaced(package, images, lite_cache):
+    expected = Solver(package).read(images[0]).text
+    path = lite.cache_path(package)
+    path.write_bytes(b"not a flatbuffer")
+    assert Solver(package).read(images[0]).text == expected
+    assert path.stat().st_size > 1000 and path.read_bytes()[4:8] == b"TFL3"  # converted afresh
+
+
 def test_concurrent_reads_share_one_interpreter_safely(package, images):
     solver = Solver(package)
     expected = [r.text for r in solver.read_batch(images)]
