@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from kdetect.errors import KdetectError
+from kdetect.errors import ConfigError, KdetectError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +48,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="PHP workers (default: all cores)")
     p.add_argument("--tfrecord", action="store_true", help="write sharded TFRecords instead of image files")
     p.add_argument("--shard-size", type=int, default=1000)
+    p.add_argument("--fonts", type=Path, help="a folder of font strips (python tools/make_fonts.py --out DIR) to draw "
+                                              "with instead of the config's")
     p.set_defaults(run=_run_generate)
 
 
@@ -58,7 +60,13 @@ def _run_generate(args: argparse.Namespace) -> None:
     from kdetect.data.generate import DatasetSpec, generate
 
     path = renderer.preset_path(args.preset) if args.preset else args.config
-    spec = DatasetSpec(config=renderer.load_config(path), seed=args.seed, count=args.count,
+    config = renderer.load_config(path)
+    if args.fonts:
+        if not args.fonts.is_dir():
+            raise ConfigError(f"--fonts {args.fonts}: no such folder; make font strips with "
+                              f"python tools/make_fonts.py --out {args.fonts}")
+        config["fonts"] = str(args.fonts.resolve())
+    spec = DatasetSpec(config=config, seed=args.seed, count=args.count,
                        tfrecord=args.tfrecord, shard_size=args.shard_size, preset=args.preset)
     with tqdm(total=args.count, unit="img", desc="generate") as bar:
         manifest = generate(spec, args.out, workers=args.workers, progress=bar.update)

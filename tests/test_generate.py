@@ -152,3 +152,24 @@ def test_resume_with_changed_font_strips_is_refused(make_config, tmp_path):
     shutil.copy(strips[1], fonts / strips[0].name)  # same name, other glyphs
     with pytest.raises(DatasetError, match="font strips changed"):
         generate(DatasetSpec(config=config, seed=1, count=4, shard_size=2), tmp_path / "data")
+
+
+def test_generate_cli_draws_with_another_font_folder(tmp_path, capsys):
+    import json
+    import shutil
+
+    from kdetect.cli import main
+
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    strip = sorted(renderer.resource_dir("kcaptcha_bbox").glob("fonts/*.png"))[0]
+    shutil.copy(strip, fonts / strip.name)
+    assert main(["generate", "--preset", "gnuboard5", "--fonts", str(fonts), "--count", "3", "--seed", "1",
+                 "--out", str(tmp_path / "data")]) == 0
+    recorded = json.loads((tmp_path / "data" / "dataset.json").read_text())["config"]["fonts"]
+    assert recorded == str(fonts.resolve())
+    assert set(renderer.check_config(tmp_path / "data" / "config.json")) == {strip.stem}
+    assert main(["generate", "--preset", "gnuboard5", "--fonts", str(tmp_path / "none"), "--count", "3",
+                 "--out", str(tmp_path / "other")]) == 2
+    assert "make_fonts.py" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
