@@ -117,27 +117,34 @@ def run_line(package: str, t: dict) -> str:
     epochs = t.get("epochs_run", t.get("epochs_run_this_session", "?"))
     partial = " (its last session only)" if "epochs_run" not in t and "epochs_run_this_session" in t else ""
     return (f"{package}: {f'{images:,}' if isinstance(images, int) else '?'} images of "
-            f"`{t.get('train_preset', '?')}` seed {t.get('train_seed', '?')}, {epochs} epochs of "
+            f"`{t.get('train_preset') or t.get('train_data', '?')}` seed {t.get('train_seed', '?')}, {epochs} epochs of "
             f"{t.get('steps_per_epoch', '?')} steps x {t.get('batch_size', '?')}{partial}, seed {t.get('seed', '?')}, "
             f"held-out accuracy {t.get('val_string_accuracy', '?')}")
 
 
-def lineage(summary: dict, depth: int = 0) -> str:
+def lineage(summary: dict, depth: int = 0, shown: set[str] | None = None) -> str:
     """Card lines for every ancestor of a run, nearest first; an averaged ancestor lists each of
-    its ingredients with their own ancestors, indented, down to the run trained from scratch."""
+    its ingredients with their own ancestors, indented, down to the run trained from scratch.
+    shown: averaged packages already expanded in this card; they are not listed twice (rounds of
+    averaging share their ancestors, and the card would double with every round)."""
+    shown = set() if shown is None else shown
     pad, lines, parent = "  " * depth, [], summary.get("init_from")
     while parent:
         t = parent.get("training") or {}
         lines.append(f"{pad}- Continued from {run_line(parent['package'], t)}.\n")
         if "averaged_from" in t:
-            lines.append(ingredient_lines(t["averaged_from"], depth + 1))
+            if parent["package"] in shown:
+                lines.append(f"{pad}  - (its ingredients are listed above)\n")
+            else:
+                shown.add(parent["package"])
+                lines.append(ingredient_lines(t["averaged_from"], depth + 1, shown))
             break
         parent = t.get("init_from")
     return "".join(lines)
 
 
-def ingredient_lines(parts: list[dict], depth: int) -> str:
+def ingredient_lines(parts: list[dict], depth: int, shown: set[str] | None = None) -> str:
     """Card lines for the packages a soup averaged, each followed by its own lineage."""
-    pad = "  " * depth
+    pad, shown = "  " * depth, set() if shown is None else shown
     return "".join(f"{pad}- {run_line(p['package'], p.get('training') or {})}.\n"
-                   + lineage(p.get("training") or {}, depth + 1) for p in parts)
+                   + lineage(p.get("training") or {}, depth + 1, shown) for p in parts)

@@ -89,3 +89,16 @@ def test_the_lineage_goes_through_a_soup_to_every_run_it_came_from():
     del scratch["epochs_run"]
     scratch["epochs_run_this_session"] = 8  # an older record: only the last session's count
     assert "seed 1, 8 epochs of 500 steps x 32 (its last session only), seed 0" in lineage({"init_from": {"package": "shipped", "training": scratch}})
+
+
+def test_a_soup_reached_twice_is_expanded_once_and_unnamed_data_shows_its_folder():
+    leaf = {"train_images": 10, "train_data": "data/x", "train_seed": 1, "epochs_run": 1, "steps_per_epoch": 5,
+            "batch_size": 2, "seed": 0, "val_string_accuracy": 0.5}
+    first = {"averaged_from": [{"package": "a", "training": leaf}, {"package": "b", "training": leaf}],
+             "val_string_accuracy": 0.6}
+    child = lambda seed: dict(leaf, seed=seed, init_from={"package": "soup-1", "training": first})  # noqa: E731
+    text = lineage({"init_from": {"package": "soup-2", "training": {
+        "averaged_from": [{"package": "c", "training": child(3)}, {"package": "d", "training": child(4)}]}}})
+    assert text.count("Continued from soup-1") == 2
+    assert text.count("- a: 10 images of `data/x` seed 1") == 1
+    assert text.count("(its ingredients are listed above)") == 1
