@@ -21,6 +21,25 @@ def lite_cache(tmp_path_factory):
         os.environ["KDETECT_CACHE"] = old
 
 
+@pytest.fixture(scope="session")
+def untrained_package(tmp_path_factory):
+    """make(seed) -> an untrained detector package with a low score threshold, so it reads
+    *something*: enough to compare input forms and backends."""
+
+    def make(seed: int) -> Path:
+        import keras
+
+        from kdetect.package import save_package
+        from kdetect.yolo.config import ModelConfig
+        from kdetect.yolo.model import build_detector
+
+        keras.utils.set_random_seed(seed)
+        cfg = ModelConfig(width_multiplier=0.125, score_threshold=0.0005)
+        return save_package(tmp_path_factory.mktemp("pkg") / "model", build_detector(cfg), cfg, {}, "test model\n")
+
+    return make
+
+
 @pytest.fixture
 def make_config(tmp_path: Path):
     """Write a render config: a preset's options with overrides; returns its path."""

@@ -8,20 +8,13 @@ import pytest
 
 from kdetect import lite
 from kdetect.errors import ConfigError
-from kdetect.package import save_package
 from kdetect.solver import Solver
 from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.model import build_detector
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    """An untrained, batch-normed package with a low threshold, so it reads something to compare."""
-    import keras
-
-    keras.utils.set_random_seed(1)
-    cfg = ModelConfig(width_multiplier=0.125, score_threshold=0.0005)
-    return save_package(tmp_path_factory.mktemp("pkg") / "model", build_detector(cfg), cfg, {}, "test model\n")
+def package(untrained_package):
+    return untrained_package(1)
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,12 @@ from PIL import Image
 from kdetect.cli import main
 from kdetect.errors import ConfigError, InvalidImageError
 from kdetect.images import load_image
-from kdetect.package import save_package
 from kdetect.solver import Solver
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.model import build_detector
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    """An untrained package with a low threshold, so it reads *something* and we can compare forms."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    cfg = ModelConfig(width_multiplier=0.125, score_threshold=0.0005)
-    return save_package(tmp_path_factory.mktemp("pkg") / "model", build_detector(cfg), cfg, {}, "test model\n")
+def package(untrained_package):
+    return untrained_package(0)
 
 
 @pytest.fixture(scope="module")
