@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kdetect.evaluate import read_labels  # noqa: E402
 from kdetect.images import load_image  # noqa: E402
+from kdetect.reader import BACKENDS  # noqa: E402
 from kdetect.solver import Solver  # noqa: E402
 
 
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="model package (default: the shipped one)")
     parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
     parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--backend", choices=["lite", "tf"], default="lite", help="how Solver runs the network")
+    parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0], help="how Solver runs the network")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         sets = labelled_images(args.realval, Path(scratch))

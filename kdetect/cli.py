@@ -93,7 +93,9 @@ def _run_show(args: argparse.Namespace) -> None:
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["lite", "tf"], default="lite",
+    from kdetect.reader import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
                    help="run the network with TensorFlow Lite (default, faster on CPUs) or as a TensorFlow graph")
 
 

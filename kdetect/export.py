@@ -57,10 +57,9 @@ def export_tfjs(model_dir: str | Path, out_dir: str | Path, quantize: str | None
         raise KdetectError("tensorflowjs is not installed; install it with pip install -e '.[export]' "
                            "(tensorflowjs 4.22.0 and ydf 0.12.0, see the README)")
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kdetect-export-") as scratch:
         saved = export_saved_model(model_dir, Path(scratch) / "saved_model")
-        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        staged = _stage(out)
         # As a module of this interpreter, so it works in a virtual environment that is not activated.
         cmd = [sys.executable, "-m", "tensorflowjs.converters.converter", "--input_format=tf_saved_model", "--output_format=tfjs_graph_model",
                *QUANTIZE_FLAGS[quantize], str(saved), str(staged)]
@@ -68,24 +67,31 @@ def export_tfjs(model_dir: str | Path, out_dir: str | Path, quantize: str | None
         if proc.returncode != 0:
             shutil.rmtree(staged, ignore_errors=True)
             raise KdetectError(f"tensorflowjs_converter failed: {proc.stderr.strip()[-2000:]}")
-    meta = metadata(model_dir) | {"quantize": quantize or "none"}
-    (staged / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
-    replace_dir(staged, out)
-    return out
+    return _publish(staged, out, metadata(model_dir) | {"quantize": quantize or "none"})
 
 
 def export_tflite(model_dir: str | Path, out_dir: str | Path) -> Path:
-    """model.tflite (uint8 RGB images [B, H, W, 3] of any size in, the raw head outputs out; the
-    graph Solver's "lite" backend runs) + metadata.json for decoding, in out_dir, replaced whole."""
+    """model.tflite (uint8 RGB images [B, H, W, 3] of any size in, the raw head outputs out: the
+    graph the Solver's "lite" backend runs) + metadata.json for decoding, in out_dir, replaced whole."""
     from kdetect.lite import convert
 
     network, cfg = load_any_package(model_dir)
     blob = convert(network, cfg)
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    staged = _stage(out)
     (staged / "model.tflite").write_bytes(blob)
     meta = metadata(model_dir) | {"format": "kdetect-tflite-1", "input": "uint8 RGB [batch, height, width, 3]"}
+    return _publish(staged, out, meta)
+
+
+def _stage(out: Path) -> Path:
+    """A fresh folder beside out to write an export into, so a failed export leaves out as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+
+
+def _publish(staged: Path, out: Path, meta: dict) -> Path:
+    """Add metadata.json to a staged export and put it in place of out, whole."""
     (staged / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
     replace_dir(staged, out)
     return out

@@ -23,10 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from kdetect.baseline.package import MODEL as CLASSIFIER_FILE
+from kdetect.package import CONFIG, WEIGHTS
+
 # Bump when the converted graph changes, so caches made by older kdetect versions are not used.
 FORMAT = 1
 # Files whose bytes fix the converted network (the card and training record do not).
-NETWORK_FILES = ("config.json", "detector.weights.h5", "classifier.keras")
+NETWORK_FILES = (CONFIG, WEIGHTS, CLASSIFIER_FILE)
 
 
 def cache_dir() -> Path:

@@ -12,13 +12,10 @@ REALVAL = Path(__file__).resolve().parents[2] / "shared" / "realval"
 @pytest.fixture(scope="session", autouse=True)
 def lite_cache(tmp_path_factory):
     """The Solver caches converted models (kdetect/lite.py); tests keep theirs out of ~/.cache."""
-    old = os.environ.get("KDETECT_CACHE")
-    os.environ["KDETECT_CACHE"] = str(tmp_path_factory.mktemp("lite-cache"))
-    yield Path(os.environ["KDETECT_CACHE"])
-    if old is None:
-        del os.environ["KDETECT_CACHE"]
-    else:
-        os.environ["KDETECT_CACHE"] = old
+    cache = tmp_path_factory.mktemp("lite-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDETECT_CACHE", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="session")
