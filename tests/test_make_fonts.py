@@ -102,3 +102,44 @@ def test_shipped_strips_are_valid():
     assert strips
     for path in strips:
         check_layout_and_geometry(path)
+
+
+def test_warped_strips_are_valid_repeatable_and_reshape_each_glyph(tmp_path, strip_path):
+    tool = load_tool()
+    warped = make_strip(tmp_path, "warp1")
+    check_layout_and_geometry(warped)
+    assert tool.strip_name(FONT, "warp1") == "p052_bold-warp1" and tool.warp_seed("warp12") == 12
+    again = np.asarray(tool.render_strip(FONT, "warp1"))
+    assert np.array_equal(again, np.asarray(Image.open(warped))), "a warped strip must not change between runs"
+    assert not np.array_equal(again, np.asarray(tool.render_strip(FONT, "warp2")))
+
+    def glyphs(path: Path) -> list[np.ndarray]:
+        strip = Image.open(path)
+        alpha = np.asarray(strip)[1:, :, 3]
+        return [alpha[:, s:e] for s, e in tool.validate_strip(strip)]
+
+    # Every glyph keeps its height band but changes its shape: the rows where its ink is widest move.
+    moved = 0
+    for plain, bent in zip(glyphs(strip_path), glyphs(warped)):
+        plain_rows, bent_rows = (np.flatnonzero(g.any(axis=1)) for g in (plain, bent))
+        assert abs(len(plain_rows) - len(bent_rows)) <= 2
+        moved += not np.array_equal((plain > 0).sum(axis=1), (bent > 0).sum(axis=1))
+    assert moved >= 30
+    with pytest.raises(ValueError, match="unknown variant"):
+        tool.render_strip(FONT, "wobbly")
+
+
+def test_warp_mask_moves_the_waist():
+    tool = load_tool()
+    # A filled 8-like mask: two discs, the upper one smaller; the waist between them.
+    yy, xx = np.mgrid[0:200, 0:80]
+    mask = ((yy - 60) ** 2 + (xx - 40) ** 2 < 30 ** 2) | ((yy - 130) ** 2 + (xx - 40) ** 2 < 38 ** 2)
+    widths = lambda m: m.sum(axis=1)  # noqa: E731
+    waist = lambda m: 60 + int(np.argmin(widths(m)[60:130]))  # noqa: E731
+    ups = downs = 0
+    for seed in range(20):
+        bent = tool.warp_mask(mask, np.random.default_rng(seed))
+        assert bent.shape[0] == mask.shape[0] and tool._ink_rows(bent) == tool._ink_rows(mask)
+        ups += waist(bent) < waist(mask) - 2
+        downs += waist(bent) > waist(mask) + 2
+    assert ups and downs, (ups, downs)

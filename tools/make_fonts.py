@@ -11,6 +11,10 @@ Each font gives its calibrated strip (<name>.png: the sizes below) and, for doma
 randomisation, variants with a thinner or thicker outline and narrower or wider glyphs
 (<name>-thin-narrow.png and so on; see VARIANTS): the real faces differ from each other and
 from any look-alike, so the training strips bracket the calibrated means rather than sit on them.
+Warped strips (<name>-warp1.png ...; see warp_mask) go further: every glyph gets its own random
+proportions, because the real faces differ glyph by glyph, not only as a whole (Perpetua's 8 has
+a small upper bowl, its 4 is narrow and steep, and a model that never saw such shapes reads them
+as 5 and 1).
 """
 
 from __future__ import annotations
@@ -49,6 +53,12 @@ VARIANTS = {
     "thin-wide": (1.5, 1.1),
     "thick-narrow": (2.5, 0.9),
 }
+
+# Warped glyphs: the ranges of the random per-glyph changes (see warp_mask). Waist: where the
+# glyph's middle row moves, as a fraction of its height (moves the bar of 4, 8's waist, 3's
+# join). Taper: how much wider the top is than the middle (negative: narrower), with the bottom
+# the mirror. Width: a factor on the glyph's width alone.
+WARP_WAIST, WARP_TAPER, WARP_WIDTH = 0.15, 0.2, (0.85, 1.15)
 
 # Fonts and the Debian packages that ship them. Times-, Palatino- and Century-like bold serifs
 # for two of the real faces; for the third, Perpetua Bold (Gill's chiselled roman: small sharp
@@ -170,6 +180,33 @@ def _x_scales(masks: list[np.ndarray], radius: int, width_scale: float = 1.0) ->
     return [min(figure if i < 10 else letter, widest / m.shape[1]) for i, m in enumerate(masks)]
 
 
+def warp_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One filled glyph (bool, full-height rows) with random proportions: its middle row moved up
+    or down by up to WARP_WAIST of its ink height (the halves stretch to match), and its rows
+    widened towards the top and narrowed towards the bottom, or the other way round, by up to
+    WARP_TAPER. Sampled backwards (each output pixel reads its source), so nothing tears."""
+    top, bottom = _ink_rows(mask)
+    height = bottom - top
+    waist = rng.uniform(-WARP_WAIST, WARP_WAIST)
+    taper = rng.uniform(-WARP_TAPER, WARP_TAPER)
+    pad = int(np.ceil(mask.shape[1] * WARP_TAPER)) + 1
+    src = np.pad(mask, ((0, 0), (pad, pad)))
+    out = np.zeros_like(src)
+    centre = (src.shape[1] - 1) / 2
+    cols = np.arange(src.shape[1])
+    for y in range(top, bottom):
+        r = (y + 0.5 - top) / height  # 0 at the top, 1 at the bottom
+        mid = 0.5 + waist
+        s = r * 0.5 / mid if r < mid else 0.5 + (r - mid) * 0.5 / (1 - mid)
+        sy = min(bottom - 1, max(top, int(top + s * height)))
+        factor = 1 + taper * (1 - 2 * r)
+        sx = np.round(centre + (cols - centre) / factor).astype(int)
+        ok = (sx >= 0) & (sx < src.shape[1])
+        out[y, ok] = src[sy, sx[ok]]
+    ink = np.flatnonzero(out.any(axis=0))
+    return out[:, ink[0]:ink[-1] + 1]
+
+
 def _glyph_alpha(mask: np.ndarray, radius: int, x_scale: float) -> np.ndarray:
     """Outline band of one glyph, padded to its span and box-filtered to alpha (uint8)."""
     width = round(mask.shape[1] * x_scale)
@@ -186,10 +223,21 @@ def _glyph_alpha(mask: np.ndarray, radius: int, x_scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(canvas).reduce(SS))
 
 
+def warp_seed(variant: str | None) -> int | None:
+    """'warp3' -> 3 (the seed of a warped strip); None for the calibrated and VARIANTS strips."""
+    match = re.fullmatch(r"warp(\d+)", variant or "")
+    return int(match[1]) if match else None
+
+
 def render_strip(font_path: str | Path, variant: str | None = None) -> Image.Image:
-    """The KCAPTCHA font strip (RGBA, HEIGHT rows) for one font file: calibrated, or a VARIANTS one."""
+    """The KCAPTCHA font strip (RGBA, HEIGHT rows) for one font file: calibrated, a VARIANTS one,
+    or 'warp<N>': calibrated line and mean widths, every glyph's proportions drawn at random
+    (seed N and the font's name, so a strip is the same on every run)."""
     font_path = str(font_path)
-    outline_px, width_scale = VARIANTS[variant] if variant else (OUTLINE_PX, 1.0)
+    seed = warp_seed(variant)
+    if variant is not None and seed is None and variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)} or warp<N>")
+    outline_px, width_scale = VARIANTS[variant] if variant in VARIANTS else (OUTLINE_PX, 1.0)
     radius = round(outline_px * SS / 2)
     masks = _filled_alphabet(font_path, point_sizes(font_path, outline_px))
     rows = [_ink_rows(m) for m in masks]
@@ -200,7 +248,13 @@ def render_strip(font_path: str | Path, variant: str | None = None) -> Image.Ima
     baseline = CANVAS_ROWS // 2
     first = baseline - round((baseline - (top + bottom - glyph_rows) / 2) / SS) * SS
     masks = [m[first:first + glyph_rows] for m in masks]
-    alphas = [_glyph_alpha(m, radius, s) for m, s in zip(masks, _x_scales(masks, radius, width_scale))]
+    scales = _x_scales(masks, radius, width_scale)
+    if seed is not None:
+        rng = np.random.default_rng([seed, *strip_name(font_path).encode()])
+        masks = [warp_mask(m, rng) for m in masks]
+        widest = (MAX_SPAN - 2 * MARGIN) * SS - 2 * radius
+        scales = [min(s * rng.uniform(*WARP_WIDTH), widest / m.shape[1]) for s, m in zip(scales, masks)]
+    alphas = [_glyph_alpha(m, radius, s) for m, s in zip(masks, scales)]
 
     width = GAP + sum(a.shape[1] + GAP for a in alphas)
     strip = np.zeros((HEIGHT, width, 4), dtype=np.uint8)
@@ -257,13 +311,16 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=1, choices=range(len(VARIANTS) + 1),
                     help="variant strips per font besides the calibrated one, VARIANTS taken in turn "
                          "(default: 1)")
+    ap.add_argument("--warps", type=int, default=0,
+                    help="warped strips per font (every glyph's proportions random; warp1, warp2, ...; default: 0)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "kcaptcha_bbox" / "fonts",
                     help="folder for the <name>.png strips (default: kcaptcha_bbox/fonts)")
     args = ap.parse_args()
     check_installed(args.fonts)
     args.out.mkdir(parents=True, exist_ok=True)
     for i, font_path in enumerate(args.fonts):
-        for variant in [None, *font_variants(i, args.variants)]:
+        warps = [f"warp{k + 1}" for k in range(args.warps)]
+        for variant in [None, *font_variants(i, args.variants), *warps]:
             strip = render_strip(font_path, variant)
             validate_strip(strip)
             path = args.out / f"{strip_name(font_path, variant)}.png"
