@@ -116,8 +116,13 @@ def run_line(package: str, t: dict) -> str:
     # Records written before the total was kept have only the last session's count: say so.
     epochs = t.get("epochs_run", t.get("epochs_run_this_session", "?"))
     partial = " (its last session only)" if "epochs_run" not in t and "epochs_run_this_session" in t else ""
+    # The preset names the distribution, the folder the exact data (a preset may be drawn with
+    # other fonts: `kdetect generate --fonts`); give both where known.
+    data = f"`{t.get('train_preset') or t.get('train_data', '?')}`"
+    if t.get("train_preset") and t.get("train_data"):
+        data += f" ({t['train_data']})"
     return (f"{package}: {f'{images:,}' if isinstance(images, int) else '?'} images of "
-            f"`{t.get('train_preset') or t.get('train_data', '?')}` seed {t.get('train_seed', '?')}, {epochs} epochs of "
+            f"{data} seed {t.get('train_seed', '?')}, {epochs} epochs of "
             f"{t.get('steps_per_epoch', '?')} steps x {t.get('batch_size', '?')}{partial}, seed {t.get('seed', '?')}, "
             f"held-out accuracy {t.get('val_string_accuracy', '?')}")
 

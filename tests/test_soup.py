@@ -102,3 +102,6 @@ def test_a_soup_reached_twice_is_expanded_once_and_unnamed_data_shows_its_folder
     assert text.count("Continued from soup-1") == 2
     assert text.count("- a: 10 images of `data/x` seed 1") == 1
     assert text.count("(its ingredients are listed above)") == 1
+    named = dict(leaf, train_preset="train-mix")
+    assert "- a: 10 images of `train-mix` (data/x) seed 1" in lineage({"init_from": {"package": "soup-3", "training": {
+        "averaged_from": [{"package": "a", "training": named}, {"package": "b", "training": named}]}}})
