@@ -176,8 +176,12 @@ def _x_scales(masks: list[np.ndarray], radius: int, width_scale: float = 1.0) ->
         return min(1.0, target * SS / np.mean([m.shape[1] for m in group])) * width_scale
 
     figure, letter = scale(masks[:10], FIGURE_WIDTH), scale(masks[10:], LETTER_WIDTH)
-    widest = (MAX_SPAN - 2 * MARGIN) * SS - 2 * radius  # keeps m and w inside MAX_SPAN
-    return [min(figure if i < 10 else letter, widest / m.shape[1]) for i, m in enumerate(masks)]
+    return [min(figure if i < 10 else letter, _widest(radius) / m.shape[1]) for i, m in enumerate(masks)]
+
+
+def _widest(radius: int) -> int:
+    """The widest a filled glyph may be (supersampled columns) for its outline to fit MAX_SPAN (m, w)."""
+    return (MAX_SPAN - 2 * MARGIN) * SS - 2 * radius
 
 
 def warp_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -252,8 +256,7 @@ def render_strip(font_path: str | Path, variant: str | None = None) -> Image.Ima
     if seed is not None:
         rng = np.random.default_rng([seed, *strip_name(font_path).encode()])
         masks = [warp_mask(m, rng) for m in masks]
-        widest = (MAX_SPAN - 2 * MARGIN) * SS - 2 * radius
-        scales = [min(s * rng.uniform(*WARP_WIDTH), widest / m.shape[1]) for s, m in zip(scales, masks)]
+        scales = [min(s * rng.uniform(*WARP_WIDTH), _widest(radius) / m.shape[1]) for s, m in zip(scales, masks)]
     alphas = [_glyph_alpha(m, radius, s) for m, s in zip(masks, scales)]
 
     width = GAP + sum(a.shape[1] + GAP for a in alphas)
@@ -316,6 +319,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "kcaptcha_bbox" / "fonts",
                     help="folder for the <name>.png strips (default: kcaptcha_bbox/fonts)")
     args = ap.parse_args()
+    if args.warps < 0:
+        ap.error(f"--warps must be 0 or more, got {args.warps}")
     check_installed(args.fonts)
     args.out.mkdir(parents=True, exist_ok=True)
     for i, font_path in enumerate(args.fonts):
