@@ -198,9 +198,9 @@ def warp_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros_like(src)
     centre = (src.shape[1] - 1) / 2
     cols = np.arange(src.shape[1])
+    mid = 0.5 + waist  # where the source's middle row lands, as a fraction of the height
     for y in range(top, bottom):
         r = (y + 0.5 - top) / height  # 0 at the top, 1 at the bottom
-        mid = 0.5 + waist
         s = r * 0.5 / mid if r < mid else 0.5 + (r - mid) * 0.5 / (1 - mid)
         sy = min(bottom - 1, max(top, int(top + s * height)))
         factor = 1 + taper * (1 - 2 * r)
@@ -323,8 +323,8 @@ def main() -> None:
         ap.error(f"--warps must be 0 or more, got {args.warps}")
     check_installed(args.fonts)
     args.out.mkdir(parents=True, exist_ok=True)
+    warps = [f"warp{k + 1}" for k in range(args.warps)]
     for i, font_path in enumerate(args.fonts):
-        warps = [f"warp{k + 1}" for k in range(args.warps)]
         for variant in [None, *font_variants(i, args.variants), *warps]:
             strip = render_strip(font_path, variant)
             validate_strip(strip)
