@@ -99,13 +99,20 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
                    help="run the network with TensorFlow Lite (default, faster on CPUs) or as a TensorFlow graph")
 
 
+def _add_symbols(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--symbols", help="characters the captchas are known to use, e.g. 0123456789 for Gnuboard; others are never read")
+    p.add_argument("--no-alphabet-guess", dest="alphabet_guess", action="store_false",
+                   help="without --symbols, let every character win on its own instead of reading each captcha "
+                        "with the training alphabet its glyphs point to")
+
+
 def _add_solve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("solve", help="read captcha images")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object per image, with glyph scores and boxes")
     p.add_argument("--draw", type=Path, help="write a PNG with the read glyph boxes drawn")
     p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
-    p.add_argument("--symbols", help="characters the captchas are known to use, e.g. 0123456789 for Gnuboard; others are never read")
+    _add_symbols(p)
     _add_backend(p)
     p.set_defaults(run=_run_solve)
 
@@ -117,7 +124,7 @@ def _run_solve(args: argparse.Namespace) -> int:
     from kdetect.images import load_image
     from kdetect.solver import Solver
 
-    solver = Solver(args.model, args.symbols, args.backend)
+    solver = Solver(args.model, args.symbols, args.backend, args.alphabet_guess)
     failed = 0
     drawn = []
     for path in args.images:
@@ -152,7 +159,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folder", type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object; `accuracy` is full-string accuracy")
     p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
-    p.add_argument("--symbols", help="characters the captchas are known to use, e.g. 0123456789 for Gnuboard; others are never read")
+    _add_symbols(p)
     _add_backend(p)
     p.set_defaults(run=_run_eval)
 
@@ -163,7 +170,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from kdetect.evaluate import evaluate
     from kdetect.solver import Solver
 
-    result = evaluate(Solver(args.model, args.symbols, args.backend), args.folder)
+    result = evaluate(Solver(args.model, args.symbols, args.backend, args.alphabet_guess), args.folder)
     if args.json:
         print(json.dumps(result))
         return 0

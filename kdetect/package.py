@@ -127,6 +127,14 @@ def run_line(package: str, t: dict) -> str:
             f"held-out accuracy {t.get('val_string_accuracy', '?')}")
 
 
+def alphabets_line(cfg: ModelConfig) -> str:
+    """The model card's line on the alphabets the decoder chooses from (none: empty)."""
+    if not cfg.alphabets:
+        return ""
+    shares = ", ".join(f"`{a}` x{cfg.alphabets.count(a)}" for a in dict.fromkeys(cfg.alphabets))
+    return f"- Reads each captcha with the training alphabet its glyphs point to, of: {shares}.\n"
+
+
 def lineage(summary: dict, depth: int = 0, shown: set[str] | None = None) -> str:
     """Card lines for every ancestor of a run, nearest first; an averaged ancestor lists each of
     its ingredients with their own ancestors, indented, down to the run trained from scratch.

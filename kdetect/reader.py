@@ -20,7 +20,8 @@ BACKENDS = ("lite", "tf")
 class Reader(ABC):
     """Reads captchas with one model package, loaded on first use and kept."""
 
-    def __init__(self, model_dir: str | Path, symbols: str | None = None, backend: str = "lite"):
+    def __init__(self, model_dir: str | Path, symbols: str | None = None, backend: str = "lite",
+                 guess_alphabet: bool = True):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.model_dir = Path(model_dir)
@@ -28,6 +29,9 @@ class Reader(ABC):
         self.backend = backend
         # The characters the captchas are known to use (a site's allowed_symbols), if given.
         self.symbols = symbols
+        # Without symbols: read each captcha with the training alphabet its glyphs point to, where
+        # the model knows its alphabets (kdetect/yolo/alphabet.py).
+        self.guess_alphabet = guess_alphabet
         self.config = None  # the package's model config, once loaded
         self._lock = threading.Lock()
         self._loaded = False

@@ -21,16 +21,18 @@ class DetectorReader(Reader):
         self._infer = inference(detector, self.config, self.model_dir, self.backend)
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
-        return decode_batch(self._infer(images), self.config, [size] * len(images), self.symbols)
+        return decode_batch(self._infer(images), self.config, [size] * len(images), self.symbols,
+                            self.guess_alphabet)
 
 
-def open_reader(model_dir: str | Path, symbols: str | None = None, backend: str = "lite") -> Reader:
+def open_reader(model_dir: str | Path, symbols: str | None = None, backend: str = "lite",
+                guess_alphabet: bool = True) -> Reader:
     """The reader for a package's kind (see kdetect/package.py); nothing is loaded yet."""
     if package_kind(model_dir) == "classifier":
         from kdetect.baseline.reader import ClassifierReader
 
         return ClassifierReader(model_dir, symbols, backend)
-    return DetectorReader(model_dir, symbols, backend)
+    return DetectorReader(model_dir, symbols, backend, guess_alphabet)
 
 
 class Solver(Reader):
@@ -38,14 +40,20 @@ class Solver(Reader):
     use and kept. Without model_dir, the shipped default model.
 
     backend "lite" (default) runs the network with TensorFlow Lite, converted on first use and
-    cached (kdetect/lite.py); "tf" runs it as a TensorFlow graph. Both read the same answers."""
+    cached (kdetect/lite.py); "tf" runs it as a TensorFlow graph. Both read the same answers.
 
-    def __init__(self, model_dir: str | Path | None = None, symbols: str | None = None, backend: str = "lite"):
-        super().__init__(model_dir if model_dir else default_model_dir(), symbols, backend)
+    symbols: the characters the captchas are known to use (a site's allowed_symbols). Without
+    them a detector that knows its training alphabets reads each captcha with the one its glyphs
+    point to (a Gnuboard "1" beside five digits is a 1, not an l); guess_alphabet=False turns
+    that off and lets every character win on its own."""
+
+    def __init__(self, model_dir: str | Path | None = None, symbols: str | None = None, backend: str = "lite",
+                 guess_alphabet: bool = True):
+        super().__init__(model_dir if model_dir else default_model_dir(), symbols, backend, guess_alphabet)
         self.reader: Reader | None = None
 
     def _load_model(self) -> None:
-        reader = open_reader(self.model_dir, self.symbols, self.backend)
+        reader = open_reader(self.model_dir, self.symbols, self.backend, self.guess_alphabet)
         reader.load()
         self.reader, self.config = reader, reader.config
 

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from kdetect.errors import ConfigError
-from kdetect.package import ingredient_lines, load_package, read_training, save_package
+from kdetect.package import alphabets_line, ingredient_lines, load_package, read_training, save_package
 from kdetect.yolo.config import ModelConfig
 
 Weights = list[np.ndarray]
 
 
 def architecture(cfg: ModelConfig) -> ModelConfig:
-    """cfg without its decoding thresholds: what two packages must share for their weights to mix."""
-    return dataclasses.replace(cfg, score_threshold=0.0, nms_iou=0.0)
+    """cfg without its decoding settings: what two packages must share for their weights to mix."""
+    return dataclasses.replace(cfg, score_threshold=0.0, nms_iou=0.0, alphabets=())
 
 
 def mean_weights(ingredients: Sequence[Weights]) -> Weights:
@@ -60,7 +60,10 @@ def average_packages(model_dirs: Sequence[str | Path], out_dir: str | Path, val_
     for d, (_, other) in zip(model_dirs[1:], loaded[1:]):
         if architecture(other) != architecture(cfg):
             raise ConfigError(f"{d} and {model_dirs[0]} are different networks (config.json differs beyond the "
-                              "thresholds); only runs continued from one package can be averaged")
+                              "thresholds and alphabets); only runs continued from one package can be averaged")
+    if any(other.alphabets != cfg.alphabets for _, other in loaded):
+        # Runs on different data: the soup has read all of it, each alphabet as often as drawn.
+        cfg = dataclasses.replace(cfg, alphabets=sum((other.alphabets for _, other in loaded), ()))
     ingredients = [net.get_weights() for net, _ in loaded]
     record: dict = {}
     kept = list(range(len(ingredients)))
@@ -97,5 +100,6 @@ def soup_card(cfg: ModelConfig, record: dict, offered: int) -> str:
     if "val_string_accuracy" in record:
         lines.append(f"\nHeld-out synthetic validation ({record['val_images']} images, {record['val_data']}): "
                      f"full-string accuracy {record['val_string_accuracy']:.4f}, thresholds tuned there.\n")
+    lines.append(alphabets_line(cfg))
     lines.append("Never trained on real captchas.\n")
     return "".join(lines)

@@ -19,7 +19,7 @@ from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
 from kdetect.fsutil import write_atomic
 from kdetect.errors import ConfigError
-from kdetect.package import lineage, read_training, save_package
+from kdetect.package import alphabets_line, lineage, read_training, save_package
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
 from kdetect.yolo.config import ModelConfig
 from kdetect.yolo.decode import decode_batch
@@ -203,6 +203,17 @@ def read_history(path: Path) -> list[dict]:
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 
+def training_alphabets(manifest: dict) -> tuple[str, ...]:
+    """The allowed_symbols the training data drew answers from, one entry per choice (a repeated
+    one is drawn more often); () where the data's config does not say."""
+    allowed = manifest.get("config", {}).get("allowed_symbols")
+    if isinstance(allowed, str):
+        return (allowed,)
+    if isinstance(allowed, dict) and isinstance(allowed.get("choice"), list):
+        return tuple(a for a in allowed["choice"] if isinstance(a, str))
+    return ()
+
+
 def fit_anchors(data_dir: str, cfg: ModelConfig, seed: int) -> tuple[ModelConfig, float]:
     """k-means anchors over the training boxes, in model-input pixels."""
     wh = []
@@ -235,6 +246,7 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     elif tc.kmeans_anchors:
         cfg, fit = fit_anchors(tc.train_data, cfg, tc.seed)
         log(f"anchors {cfg.anchors} (mean best IoU {fit:.3f})")
+    cfg = dataclasses.replace(cfg, alphabets=training_alphabets(train_manifest))
     cfg.validate()
     write_atomic(out / "train_config.json", tc.to_json())
     # Beside best.weights.h5 from the start, so a checkpoint is usable even if the run never ends.
@@ -314,6 +326,6 @@ def model_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
         f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}.\n"
         f"- Held-out synthetic validation ({summary['val_images']} images, {tc.val_data}): full-string "
         f"accuracy {summary['val_string_accuracy']:.4f}.\n"
-        + lineage(summary) +
+        + alphabets_line(cfg) + lineage(summary) +
         "- Never trained on real captchas. See the README for accuracy on real KCAPTCHA images.\n"
     )

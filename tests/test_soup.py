@@ -38,6 +38,17 @@ def test_the_soup_is_the_mean_of_its_packages(tmp_path):
     assert "weight average of 2" in lineage({"init_from": {"package": str(tmp_path / "soup"), "training": record}})
 
 
+def test_a_soup_of_runs_on_different_alphabets_chooses_from_all_of_them(tmp_path):
+    package(tmp_path / "digits", 1, alphabets=("0123456789",))
+    package(tmp_path / "digits2", 2, alphabets=("0123456789",))
+    package(tmp_path / "mixed", 3, alphabets=("0123456789", "abc"))
+    average_packages([tmp_path / "digits", tmp_path / "digits2"], tmp_path / "same")
+    assert load_package(tmp_path / "same")[1].alphabets == ("0123456789",)
+    average_packages([tmp_path / "digits", tmp_path / "mixed"], tmp_path / "both")
+    assert load_package(tmp_path / "both")[1].alphabets == ("0123456789", "0123456789", "abc")
+    assert "`0123456789` x2, `abc` x1" in (tmp_path / "both" / "MODEL_CARD.md").read_text()
+
+
 def test_different_networks_are_refused(tmp_path):
     package(tmp_path / "a", 1)
     package(tmp_path / "wide", 2, width_multiplier=0.25)

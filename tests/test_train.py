@@ -45,6 +45,7 @@ def test_generate_train_solve(data, tmp_path, capsys):
     assert len(saved["anchors"]) == 6
     assert tuple(map(tuple, saved["anchors"])) != ModelConfig().anchors, "anchors come from k-means over the data"
     assert (package / "MODEL_CARD.md").read_text().startswith("# kdetect detector")
+    assert saved["alphabets"] == ["0123456789"], "the decoder's alphabets are the training data's allowed_symbols"
     capsys.readouterr()
     image = next((data / "test").glob("*.jpg"))
     assert main(["solve", str(image), "--model", str(package)]) == 0
@@ -52,6 +53,8 @@ def test_generate_train_solve(data, tmp_path, capsys):
     assert main(["eval", str(data / "test"), "--json", "--model", str(package)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 8 and 0.0 <= result["accuracy"] <= 1.0 and "by_length" in result
+    assert main(["eval", str(data / "test"), "--json", "--no-alphabet-guess", "--model", str(package)]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 8
     assert main(["demo", "--model", str(package), "--count", "1", "--seed", "5", "--out", str(tmp_path / "demo")]) == 0
     assert "of 4 read right (seed 5" in capsys.readouterr().out
     # The best checkpoint can be packaged on its own (as while a long run is still going), then compacted.

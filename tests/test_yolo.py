@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kdetect.errors import ConfigError
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
 from kdetect.yolo.config import ModelConfig
 from kdetect.yolo.decode import decode, decode_batch, nms
@@ -133,3 +134,44 @@ def test_symbols_restrict_what_can_be_read():
     raw8[4, 5, 0, 5 + 1] = 2  # ... '1' its second
     assert decode([raw8, raw16], cfg).text == "l"
     assert decode([raw8, raw16], cfg, symbols="0123456789").text == "1"
+
+
+TRAIN_MIX = ("0123456789", "0123456789", "23456789abcdegikpqsvxyz", "0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def glyph_row(chars: list[tuple[str, float, float] | str], cfg: ModelConfig) -> list[np.ndarray]:
+    """Raw outputs with one confident glyph per stride-8 cell along row 4, left to right. A plain
+    char is a clear glyph; (a, la, lb) is one whose class logits are la for a and lb for '1'."""
+    raw8 = np.full((8, 20, 3, 41), -10.0, np.float32)
+    raw16 = np.full((4, 10, 3, 41), -10.0, np.float32)
+    for k, c in enumerate(chars):
+        cell = raw8[4, 2 + 3 * k, 0]
+        cell[4] = 6
+        if isinstance(c, str):
+            cell[5 + cfg.charset.index(c)] = 6
+        else:
+            cell[5 + cfg.charset.index(c[0])], cell[5 + cfg.charset.index("1")] = c[1], c[2]
+    return [raw8, raw16]
+
+
+def test_the_guessed_alphabet_reads_a_doubtful_glyph_the_way_its_neighbours_point():
+    cfg = dataclasses.replace(CFG, anchors=((20, 40),) * 6, alphabets=TRAIN_MIX)
+    doubtful = ("l", 3.0, 2.0)  # a little more 'l' than '1'
+    digits = glyph_row(["3", "5", doubtful, "8", "0"], cfg)
+    assert decode(digits, cfg).text == "35180"
+    assert decode(digits, cfg, guess_alphabet=False).text == "35l80"
+    # Beside letters only the full alphabet fits, and there 'l' stays the better read.
+    letters = glyph_row(["h", "w", doubtful, "3", "0"], cfg)
+    assert decode(letters, cfg).text == "hwl30"
+    # Given symbols override the guess; a model without alphabets reads as before.
+    assert decode(digits, cfg, symbols="0123456789abcdefghijklmnopqrstuvwxyz").text == "35l80"
+    assert decode(digits, dataclasses.replace(cfg, alphabets=())).text == "35l80"
+    # A batch guesses each image's alphabet on its own.
+    batch = [np.stack([a, b]) for a, b in zip(digits, letters)]
+    assert [r.text for r in decode_batch(batch, cfg)] == ["35180", "hwl30"]
+
+
+def test_a_config_refuses_an_alphabet_outside_its_charset():
+    with pytest.raises(ConfigError, match="alphabet 'ABC'"):
+        ModelConfig.from_dict({"alphabets": ["0123456789", "ABC"]})
+    assert ModelConfig.from_dict({"alphabets": ["0123", "0123"]}).alphabets == ("0123", "0123")

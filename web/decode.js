@@ -1,6 +1,7 @@
 // From the detector's raw head outputs to an answer, in plain JavaScript (no TF.js), so it runs
 // the same in Node (tests) and in the browser (demo). It mirrors kdetect/yolo/decode.py step by
-// step: sigmoid/exp box decoding, score threshold, greedy NMS ignoring class, sort by x.
+// step: sigmoid/exp box decoding, score threshold, greedy NMS ignoring class, sort by x, and the
+// guess of the captcha's alphabet where the metadata lists the training alphabets.
 //
 // Outputs convention
 // ------------------
@@ -14,7 +15,7 @@
 //
 // `meta` is web/model/metadata.json: input_height, input_width, charset, anchors ([w, h] in
 // model-input pixels, anchors_per_scale per scale, scales in `strides` order), strides,
-// anchors_per_scale, score_threshold, nms_iou.
+// anchors_per_scale, score_threshold, nms_iou, and optionally alphabets.
 //
 // decode() returns {text, confidence, glyphs: [{char, score, box: [x0, y0, x1, y1]}]}, boxes in
 // the pixels of an image of imageWidth x imageHeight (model-input pixels when those are omitted).
@@ -75,12 +76,15 @@ export function toTensorLike(output) {
   return { data, shape };
 }
 
-/** Candidates of all scales: {boxes: [[x0, y0, x1, y1] in 0..1], scores, classes}, in the order
- * scale by scale (meta.strides order), then row-major (gy, gx, anchor) within a scale. */
-export function candidates(outputs, meta) {
+/** Candidates of all scales: {boxes: [[x0, y0, x1, y1] in 0..1], scores, classes, logits}, in the
+ * order scale by scale (meta.strides order), then row-major (gy, gx, anchor) within a scale.
+ * logits(i) gives candidate i's class logits. With `symbols` (a string), only those characters win. */
+export function candidates(outputs, meta, symbols = null) {
   const tensors = outputs.map(toTensorLike);
   const A = meta.anchors_per_scale;
   const C = meta.charset.length;
+  const allowed = Array.from(meta.charset, (c) => symbols === null || symbols.includes(c));
+  const sources = [];
   const W = meta.input_width;
   const H = meta.input_height;
   const boxes = [];
@@ -112,7 +116,7 @@ export function candidates(outputs, meta) {
           let bestLogit = -Infinity;
           for (let c = 0; c < C; c++) {
             // Strictly greater: ties keep the first class, as numpy's argmax does.
-            if (data[o + 5 + c] > bestLogit) {
+            if (allowed[c] && data[o + 5 + c] > bestLogit) {
               bestLogit = data[o + 5 + c];
               best = c;
             }
@@ -124,11 +128,13 @@ export function candidates(outputs, meta) {
           // sigmoid is monotonic: the largest class probability is sigmoid of the largest logit.
           scores.push(sigmoid(data[o + 4]) * sigmoid(bestLogit));
           classes.push(best);
+          sources.push([data, o + 5]);
         }
       }
     }
   });
-  return { boxes, scores, classes };
+  const logits = (i) => Array.from({ length: C }, (_, c) => sources[i][0][sources[i][1] + c]);
+  return { boxes, scores, classes, logits };
 }
 
 function area(b) {
@@ -158,28 +164,67 @@ export function nms(boxes, scores, iouThreshold) {
   return keep;
 }
 
-/** One image's raw outputs -> {text, confidence, glyphs}. See the header for the conventions. */
-export function decode(outputs, meta, imageWidth, imageHeight) {
-  const all = candidates(outputs, meta);
-  const boxes = [];
-  const scores = [];
-  const classes = [];
+/** Candidate indices of one image's glyphs, left to right: score threshold, then NMS. */
+function glyphIndices(all, meta) {
+  const sure = [];
   all.scores.forEach((score, i) => {
-    if (score >= meta.score_threshold) {
-      boxes.push(all.boxes[i]);
-      scores.push(score);
-      classes.push(all.classes[i]);
-    }
+    if (score >= meta.score_threshold) sure.push(i);
   });
-  const keep = nms(boxes, scores, meta.nms_iou);
-  const centreX = (i) => (boxes[i][0] + boxes[i][2]) / 2;
-  keep.sort((i, j) => centreX(i) - centreX(j));
+  const keep = nms(sure.map((i) => all.boxes[i]), sure.map((i) => all.scores[i]), meta.nms_iou).map((k) => sure[k]);
+  const centreX = (i) => (all.boxes[i][0] + all.boxes[i][2]) / 2;
+  return keep.sort((i, j) => centreX(i) - centreX(j));
+}
+
+/** The training alphabets (a repeated one drawn that often) -> {names, logPrior, ratio}:
+ * distinct alphabets, log prior, and u_A(c) / m(c) per alphabet and class (kdetect/yolo/alphabet.py). */
+export function alphabetTable(alphabets, charset) {
+  const counts = new Map();
+  for (const a of alphabets) counts.set(a, (counts.get(a) ?? 0) + 1);
+  const names = [...counts.keys()];
+  const prior = names.map((a) => counts.get(a) / alphabets.length);
+  const uniform = names.map((a) => Array.from(charset, (c) => (a.includes(c) ? 1 / new Set(a).size : 0)));
+  const marginal = Array.from(charset, (_, c) => names.reduce((m, _a, k) => m + prior[k] * uniform[k][c], 0));
+  const ratio = uniform.map((row) => row.map((u, c) => (marginal[c] > 0 ? u / marginal[c] : 0)));
+  return { names, logPrior: prior.map(Math.log), ratio };
+}
+
+/** The most probable training alphabet for one answer's glyphs, from their class scores
+ * (one array of sigmoids per glyph); null without glyphs or alphabets. Mirrors alphabet.py. */
+export function guessAlphabet(classProbs, alphabets, charset) {
+  if (classProbs.length === 0 || !alphabets || alphabets.length === 0) return null;
+  const { names, logPrior, ratio } = alphabetTable(alphabets, charset);
+  const total = logPrior.slice();
+  for (const p of classProbs) {
+    const sum = Math.max(p.reduce((a, b) => a + b, 0), 1e-30);
+    ratio.forEach((row, k) => {
+      const evidence = row.reduce((e, r, c) => e + (p[c] / sum) * r, 0);
+      total[k] += Math.log(Math.max(evidence, 1e-300));
+    });
+  }
+  let best = 0;
+  total.forEach((v, k) => {
+    if (v > total[best]) best = k;
+  });
+  return names[best];
+}
+
+/** One image's raw outputs -> {text, confidence, glyphs}. See the header for the conventions.
+ * Where meta.alphabets lists the training alphabets, the captcha is read with the one its glyphs
+ * point to, unless options.guessAlphabet is false. */
+export function decode(outputs, meta, imageWidth, imageHeight, { guessAlphabet: guess = true } = {}) {
+  let all = candidates(outputs, meta);
+  let keep = glyphIndices(all, meta);
+  if (guess && meta.alphabets && meta.alphabets.length > 0) {
+    const probs = keep.map((i) => all.logits(i).map(sigmoid));
+    all = candidates(outputs, meta, guessAlphabet(probs, meta.alphabets, meta.charset));
+    keep = glyphIndices(all, meta);
+  }
   const w = imageWidth ?? meta.input_width;
   const h = imageHeight ?? meta.input_height;
   const glyphs = keep.map((i) => ({
-    char: meta.charset[classes[i]],
-    score: scores[i],
-    box: [boxes[i][0] * w, boxes[i][1] * h, boxes[i][2] * w, boxes[i][3] * h],
+    char: meta.charset[all.classes[i]],
+    score: all.scores[i],
+    box: [all.boxes[i][0] * w, all.boxes[i][1] * h, all.boxes[i][2] * w, all.boxes[i][3] * h],
   }));
   const confidence = glyphs.length ? glyphs.reduce((p, g) => p * g.score, 1) : 0;
   return { text: glyphs.map((g) => g.char).join(''), confidence, glyphs };

@@ -34,6 +34,10 @@ class ModelConfig(JsonConfig):
     nms_iou: float = 0.45
     ignore_iou: float = 0.5
     max_boxes: int = 16
+    # The alphabets (allowed_symbols) the training data drew answers from, a repeated one drawn
+    # that many times as often: the decoder guesses which one a captcha uses (alphabet.py).
+    # Empty: no guess, every character may be read.
+    alphabets: tuple[str, ...] = ()
     # False in a compacted package (kdetect/compact.py): batch norm folded into the convolutions.
     batch_norm: bool = True
 
@@ -52,6 +56,8 @@ class ModelConfig(JsonConfig):
     def convert(cls, data: dict) -> dict:
         if "anchors" in data:
             data["anchors"] = tuple(tuple(float(v) for v in a) for a in data["anchors"])
+        if "alphabets" in data:
+            data["alphabets"] = tuple(data["alphabets"])
         if "strides" in data:
             data["strides"] = tuple(data["strides"])
         return data
@@ -67,3 +73,7 @@ class ModelConfig(JsonConfig):
                 raise ConfigError(f"input {self.input_height}x{self.input_width} is not a multiple of stride {s}")
         if len(set(self.charset)) != len(self.charset):
             raise ConfigError("charset has repeated characters")
+        for alphabet in self.alphabets:
+            if not alphabet or set(alphabet) - set(self.charset):
+                raise ConfigError(f"alphabet {alphabet!r} must be a non-empty string of charset characters "
+                                  f"({self.charset!r})")

@@ -1,4 +1,5 @@
-"""From raw head outputs to an answer: score threshold, NMS across classes, then sort by x.
+"""From raw head outputs to an answer: score threshold, NMS across classes, then sort by x
+(after guessing the captcha's alphabet, where the model knows its training alphabets).
 
 NumPy only, so it runs the same wherever the network ran; web/ mirrors it in JavaScript.
 """
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdetect.yolo.alphabet import guess_alphabet
 from kdetect.yolo.config import ModelConfig
 
 
@@ -37,13 +39,11 @@ def symbol_mask(charset: str, symbols: str | None) -> np.ndarray:
     return np.array([symbols is None or c in symbols for c in charset], np.float32)
 
 
-def candidates(outputs: list[np.ndarray], cfg: ModelConfig,
-               symbols: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Raw outputs [..., gh, gw, A, 5+C] per scale -> boxes [..., K, 4] (0..1), scores [..., K], classes [..., K].
-    A leading batch axis is optional: a whole batch in one pass saves NumPy's per-call overhead.
-    symbols: the characters the captcha is known to use (KCAPTCHA's allowed_symbols); others never win."""
-    mask = symbol_mask(cfg.charset, symbols)
-    boxes, scores, classes = [], [], []
+def head(outputs: list[np.ndarray], cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw outputs [..., gh, gw, A, 5+C] per scale -> boxes [..., K, 4] (0..1), objectness [..., K]
+    (probabilities) and class logits [..., K, C], every anchor of every scale in one list.
+    A leading batch axis is optional: a whole batch in one pass saves NumPy's per-call overhead."""
+    boxes, objectness, logits = [], [], []
     for s, raw in enumerate(outputs):
         lead = raw.shape[:-4]
         gh, gw = cfg.grid(s)
@@ -52,16 +52,29 @@ def candidates(outputs: list[np.ndarray], cfg: ModelConfig,
         anchors = np.asarray(cfg.scale_anchors(s), np.float32) / [cfg.input_width, cfg.input_height]
         centre = (sigmoid(raw[..., 0:2]) + cells) / [gw, gh]
         wh = np.exp(np.clip(raw[..., 2:4], -8, 8)) * anchors
-        # The sigmoid is monotonic, so the best class is the best logit: one sigmoid per anchor
-        # instead of one per class, most of decoding's cost.
-        logits = np.where(mask > 0, raw[..., 5:], -np.inf)
-        best = logits.argmax(-1)
-        score = sigmoid(raw[..., 4]) * sigmoid(np.take_along_axis(logits, best[..., None], -1)[..., 0])
         box = np.clip(np.concatenate([centre - wh / 2, centre + wh / 2], -1), 0.0, 1.0)
         boxes.append(box.reshape(lead + (-1, 4)))
-        scores.append(score.reshape(lead + (-1,)))
-        classes.append(best.reshape(lead + (-1,)))
-    return np.concatenate(boxes, -2), np.concatenate(scores, -1), np.concatenate(classes, -1)
+        objectness.append(sigmoid(raw[..., 4]).reshape(lead + (-1,)))
+        logits.append(raw[..., 5:].reshape(lead + (-1, cfg.num_classes)))
+    return np.concatenate(boxes, -2), np.concatenate(objectness, -1), np.concatenate(logits, -2)
+
+
+def best_class(objectness: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """objectness [..., K], logits [..., K, C], mask [C] or [..., 1, C] -> scores [..., K], classes [..., K]:
+    each anchor's most likely allowed class and objectness x that class's probability."""
+    # The sigmoid is monotonic, so the best class is the best logit: one sigmoid per anchor
+    # instead of one per class, most of decoding's cost.
+    logits = np.where(mask > 0, logits, -np.inf)
+    best = logits.argmax(-1)
+    return objectness * sigmoid(np.take_along_axis(logits, best[..., None], -1)[..., 0]), best
+
+
+def candidates(outputs: list[np.ndarray], cfg: ModelConfig,
+               symbols: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw outputs [..., gh, gw, A, 5+C] per scale -> boxes [..., K, 4] (0..1), scores [..., K], classes [..., K].
+    symbols: the characters the captcha is known to use (KCAPTCHA's allowed_symbols); others never win."""
+    boxes, objectness, logits = head(outputs, cfg)
+    return (boxes, *best_class(objectness, logits, symbol_mask(cfg.charset, symbols)))
 
 
 def pairwise_iou(boxes: np.ndarray) -> np.ndarray:
@@ -87,13 +100,18 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
+def glyph_indices(boxes: np.ndarray, scores: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """One image's candidates [K, 4], [K] -> the indices of its glyphs, left to right: the score
+    threshold, then NMS."""
+    sure = np.flatnonzero(scores >= cfg.score_threshold)
+    keep = sure[nms(boxes[sure], scores[sure], cfg.nms_iou)]
+    return keep[np.argsort((boxes[keep, 0] + boxes[keep, 2]) / 2, kind="stable")]
+
+
 def reading(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, cfg: ModelConfig,
             image_size: tuple[int, int] | None = None) -> Reading:
     """One image's candidates -> Reading: threshold, NMS, then left to right."""
-    sure = scores >= cfg.score_threshold
-    boxes, scores, classes = boxes[sure], scores[sure], classes[sure]
-    keep = nms(boxes, scores, cfg.nms_iou)
-    keep.sort(key=lambda i: (boxes[i, 0] + boxes[i, 2]) / 2)
+    keep = glyph_indices(boxes, scores, cfg)
     w, h = image_size or (cfg.input_width, cfg.input_height)
     pixels = (boxes[keep] * [w, h, w, h]).tolist()
     glyphs = tuple(Glyph(cfg.charset[classes[i]], float(scores[i]), tuple(box)) for i, box in zip(keep, pixels))
@@ -102,15 +120,31 @@ def reading(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, cfg: Mod
 
 
 def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, int] | None = None,
-           symbols: str | None = None) -> Reading:
+           symbols: str | None = None, guess_alphabet: bool = True) -> Reading:
     """One image's raw outputs -> Reading. image_size (width, height) scales boxes back to the
-    original picture; without it boxes are in model-input pixels."""
-    return reading(*candidates(outputs, cfg, symbols), cfg, image_size)
+    original picture; without it boxes are in model-input pixels. See decode_batch for the rest."""
+    return decode_batch([o[None] for o in outputs], cfg, [image_size] if image_size else None,
+                        symbols, guess_alphabet)[0]
 
 
 def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[tuple[int, int]] | None = None,
-                 symbols: str | None = None) -> list[Reading]:
-    """Batched outputs [B, gh, gw, A, 5+C] per scale -> one Reading per image."""
-    boxes, scores, classes = candidates(outputs, cfg, symbols)
+                 symbols: str | None = None, guess_alphabet: bool = True) -> list[Reading]:
+    """Batched outputs [B, gh, gw, A, 5+C] per scale -> one Reading per image.
+
+    symbols: the characters the captchas are known to use; others never win. Without them, and
+    when the model knows its training alphabets, each captcha is read with the alphabet its
+    glyphs point to (alphabet.py) unless guess_alphabet is False."""
+    boxes, objectness, logits = head(outputs, cfg)
+    mask = symbol_mask(cfg.charset, symbols)
+    scores, classes = best_class(objectness, logits, mask)
+    if symbols is None and guess_alphabet and cfg.alphabets:
+        masks = np.stack([symbol_mask(cfg.charset, alphabet_of(logits[i, glyph_indices(boxes[i], scores[i], cfg)], cfg))
+                          for i in range(len(boxes))])  # [B, C]
+        scores, classes = best_class(objectness, logits, masks[:, None, :])
     return [reading(boxes[i], scores[i], classes[i], cfg, image_sizes[i] if image_sizes else None)
             for i in range(len(boxes))]
+
+
+def alphabet_of(glyph_logits: np.ndarray, cfg: ModelConfig) -> str | None:
+    """[K, C] class logits of one captcha's glyphs -> the training alphabet they most likely came from."""
+    return guess_alphabet(sigmoid(glyph_logits), cfg.alphabets, cfg.charset)

@@ -190,6 +190,9 @@ for (const c of golden.cases) {
         closeBox(g.box, want.box, 1e-3, `glyph ${k} box`);
       });
       close(reading.confidence, c.expected.confidence, 1e-5, 'confidence');
+      const unguessed = decode(order, c.meta, c.image_width ?? undefined, c.image_height ?? undefined,
+        { guessAlphabet: false });
+      assert.equal(unguessed.text, c.expected.text_without_alphabet_guess);
     }
   });
 }

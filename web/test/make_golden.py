@@ -25,12 +25,15 @@ def metadata(cfg: ModelConfig) -> dict:
             "input_height": cfg.input_height, "input_width": cfg.input_width, "charset": cfg.charset,
             "anchors": [list(a) for a in cfg.anchors], "strides": list(cfg.strides),
             "anchors_per_scale": cfg.anchors_per_scale,
-            "score_threshold": cfg.score_threshold, "nms_iou": cfg.nms_iou}
+            "score_threshold": cfg.score_threshold, "nms_iou": cfg.nms_iou, "alphabets": list(cfg.alphabets)}
 
 
-def random_outputs(rng: np.random.Generator, cfg: ModelConfig, hot: int) -> list[np.ndarray]:
-    """Mostly background logits, with `hot` random cells pushed to a confident glyph. Values are
-    rounded to 2 decimals so golden.json stays small and float32 round-trips through JSON."""
+def random_outputs(rng: np.random.Generator, cfg: ModelConfig, hot: int, hot_chars: str | None = None,
+                   rival: tuple[str, str] | None = None) -> list[np.ndarray]:
+    """Mostly background logits, with `hot` random cells pushed to a confident glyph (of hot_chars
+    if given). rival (a, b): one more glyph whose class logit for a is a little above b's. Values
+    are rounded to 2 decimals so golden.json stays small and float32 round-trips through JSON."""
+    chars = [cfg.charset.index(c) for c in (hot_chars or cfg.charset)]
     outputs = []
     for s in range(len(cfg.strides)):
         gh, gw = cfg.grid(s)
@@ -39,17 +42,25 @@ def random_outputs(rng: np.random.Generator, cfg: ModelConfig, hot: int) -> list
         raw[..., 2:4] = rng.normal(0.0, 0.4, shape[:-1] + (2,))
         raw[..., 4] = rng.normal(-4.5, 1.2, shape[:-1])  # the odd background cell nears the threshold
         raw[..., 5:] = rng.normal(-1.0, 2.0, shape[:-1] + (cfg.num_classes,))
+        if hot_chars:  # glyphs as a trained model sees them: quiet background, one clear class each
+            raw[..., 4] -= 4.0
         for _ in range(hot):
             gy, gx, a = rng.integers(gh), rng.integers(gw), rng.integers(cfg.anchors_per_scale)
             raw[gy, gx, a, 4] = rng.uniform(2.0, 6.0)
-            raw[gy, gx, a, 5 + rng.integers(cfg.num_classes)] = rng.uniform(4.0, 8.0)
+            if hot_chars:
+                raw[gy, gx, a, 5:] = rng.normal(-7.0, 1.0, cfg.num_classes)
+            raw[gy, gx, a, 5 + rng.choice(chars)] = rng.uniform(4.0, 8.0)
         outputs.append(np.round(raw, 2))
+    if rival:
+        cell = outputs[0][1, 2, 0]  # stride 8, row 1, column 2: left of most glyphs, rarely overlapped
+        cell[5:] = -7.0
+        cell[4], cell[5 + cfg.charset.index(rival[0])], cell[5 + cfg.charset.index(rival[1])] = 5.0, 1.0, 0.6
     return outputs
 
 
 def case(name: str, rng: np.random.Generator, cfg: ModelConfig, hot: int,
-         image_size: tuple[int, int] | None) -> dict:
-    outputs = random_outputs(rng, cfg, hot)
+         image_size: tuple[int, int] | None, **hot_options) -> dict:
+    outputs = random_outputs(rng, cfg, hot, **hot_options)
     reading = decode([o.astype(np.float32) for o in outputs], cfg, image_size)
     assert len(reading.glyphs) >= 4, f"{name}: only {len(reading.glyphs)} glyphs survive; pick other logits"
     # float32 (numpy) and float64 (JS) must not fall on different sides of a threshold.
@@ -70,6 +81,8 @@ def case(name: str, rng: np.random.Generator, cfg: ModelConfig, hot: int,
             "text": reading.text,
             "confidence": reading.confidence,
             "glyphs": [{"char": g.char, "score": g.score, "box": list(g.box)} for g in reading.glyphs],
+            "text_without_alphabet_guess": decode([o.astype(np.float32) for o in outputs], cfg, image_size,
+                                                  guess_alphabet=False).text,
         },
     }
 
@@ -88,7 +101,17 @@ def main() -> None:
              ModelConfig(input_height=32, input_width=96, strides=(8, 16), anchors_per_scale=2,
                          anchors=((10, 20), (16, 26), (24, 30), (30, 32)),
                          score_threshold=0.2, nms_iou=0.5), hot=6, image_size=None),
+        # Training alphabets known: digits beside a glyph a little more "l" than "1" read as digits.
+        case("alphabet-guess", rng,
+             ModelConfig(anchors=((12, 28), (17, 38), (23, 45), (27, 49), (33, 54), (42, 58)), score_threshold=0.3,
+                         nms_iou=0.4, alphabets=("0123456789", "0123456789", "23456789abcdegikpqsvxyz",
+                                                 "0123456789abcdefghijklmnopqrstuvwxyz")),
+             hot=6, image_size=(160, 60), hot_chars="0123456789", rival=("l", "1")),
     ]
+    guessed = cases[-1]["expected"]
+    differ = [(a, b) for a, b in zip(guessed["text"], guessed["text_without_alphabet_guess"]) if a != b]
+    assert differ == [("1", "l")], \
+        "the alphabet-guess case must read its rival glyph as 1 with the guess and l without; pick other logits"
     text = json.dumps({"generator": "web/test/make_golden.py", "cases": cases}, separators=(",", ":"))
     OUT.write_text(text + "\n")
     for c in cases:
