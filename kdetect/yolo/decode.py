@@ -109,9 +109,11 @@ def glyph_indices(boxes: np.ndarray, scores: np.ndarray, cfg: ModelConfig) -> np
 
 
 def reading(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, cfg: ModelConfig,
-            image_size: tuple[int, int] | None = None) -> Reading:
-    """One image's candidates -> Reading: threshold, NMS, then left to right."""
-    keep = glyph_indices(boxes, scores, cfg)
+            image_size: tuple[int, int] | None = None, keep: np.ndarray | None = None) -> Reading:
+    """One image's candidates -> Reading: threshold, NMS, then left to right (or the glyph
+    indices `keep`, if glyph_indices already gave them)."""
+    if keep is None:
+        keep = glyph_indices(boxes, scores, cfg)
     w, h = image_size or (cfg.input_width, cfg.input_height)
     pixels = (boxes[keep] * [w, h, w, h]).tolist()
     glyphs = tuple(Glyph(cfg.charset[classes[i]], float(scores[i]), tuple(box)) for i, box in zip(keep, pixels))
@@ -135,13 +137,19 @@ def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[
     when the model knows its training alphabets, each captcha is read with the alphabet its
     glyphs point to (alphabet.py) unless guess_alphabet is False."""
     boxes, objectness, logits = head(outputs, cfg)
-    mask = symbol_mask(cfg.charset, symbols)
-    scores, classes = best_class(objectness, logits, mask)
+    scores, classes = best_class(objectness, logits, symbol_mask(cfg.charset, symbols))
+    keeps = [glyph_indices(boxes[i], scores[i], cfg) for i in range(len(boxes))]
     if symbols is None and guess_alphabet and cfg.alphabets:
-        masks = np.stack([symbol_mask(cfg.charset, alphabet_of(logits[i, glyph_indices(boxes[i], scores[i], cfg)], cfg))
-                          for i in range(len(boxes))])  # [B, C]
-        scores, classes = best_class(objectness, logits, masks[:, None, :])
-    return [reading(boxes[i], scores[i], classes[i], cfg, image_sizes[i] if image_sizes else None)
+        for i, keep in enumerate(keeps):
+            allowed = symbol_mask(cfg.charset, alphabet_of(logits[i, keep], cfg))
+            sure = scores[i] >= cfg.score_threshold
+            # Where every candidate over the threshold already reads inside the alphabet, the
+            # restricted pass would find the same glyphs: only scores under it can drop.
+            if allowed[classes[i, sure]].all():
+                continue
+            scores[i], classes[i] = best_class(objectness[i], logits[i], allowed)
+            keeps[i] = glyph_indices(boxes[i], scores[i], cfg)
+    return [reading(boxes[i], scores[i], classes[i], cfg, image_sizes[i] if image_sizes else None, keeps[i])
             for i in range(len(boxes))]
 
 
