@@ -7,6 +7,7 @@ NumPy only, so it runs the same wherever the network ran; web/ mirrors it in Jav
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -39,24 +40,40 @@ def symbol_mask(charset: str, symbols: str | None) -> np.ndarray:
     return np.array([symbols is None or c in symbols for c in charset], np.float32)
 
 
+@lru_cache(maxsize=8)
+def anchor_table(cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every anchor of every scale, in head()'s order -> its cell (gx, gy) [K, 2], its scale's grid
+    (gw, gh) [K, 2] and its size as a fraction of the input (w, h) [K, 2]."""
+    cells, grids, sizes = [], [], []
+    for s in range(len(cfg.strides)):
+        gh, gw = cfg.grid(s)
+        gx, gy = np.meshgrid(np.arange(gw), np.arange(gh))
+        cells.append(np.repeat(np.stack([gx, gy], -1).reshape(-1, 2), cfg.anchors_per_scale, 0))
+        grids.append(np.tile([gw, gh], (gh * gw * cfg.anchors_per_scale, 1)))
+        anchors = np.asarray(cfg.scale_anchors(s), np.float32) / np.array([cfg.input_width, cfg.input_height])
+        sizes.append(np.tile(anchors, (gh * gw, 1)))
+    return np.concatenate(cells), np.concatenate(grids), np.concatenate(sizes)
+
+
+def flat_outputs(outputs: list[np.ndarray], cfg: ModelConfig) -> np.ndarray:
+    """Raw outputs [..., gh, gw, A, 5+C] per scale -> [..., K, 5+C], every anchor in one list."""
+    return np.concatenate([raw.reshape(raw.shape[:-4] + (-1, 5 + cfg.num_classes)) for raw in outputs], -2)
+
+
+def anchor_boxes(rows: np.ndarray, anchor: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """Raw rows [..., 5+C] of the anchors numbered `anchor` [...] -> boxes [..., 4] (x0, y0, x1, y1 in 0..1)."""
+    cells, grids, sizes = anchor_table(cfg)
+    centre = (sigmoid(rows[..., 0:2]) + cells[anchor]) / grids[anchor]
+    wh = np.exp(np.clip(rows[..., 2:4], -8, 8)) * sizes[anchor]
+    return np.clip(np.concatenate([centre - wh / 2, centre + wh / 2], -1), 0.0, 1.0)
+
+
 def head(outputs: list[np.ndarray], cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Raw outputs [..., gh, gw, A, 5+C] per scale -> boxes [..., K, 4] (0..1), objectness [..., K]
     (probabilities) and class logits [..., K, C], every anchor of every scale in one list.
     A leading batch axis is optional: a whole batch in one pass saves NumPy's per-call overhead."""
-    boxes, objectness, logits = [], [], []
-    for s, raw in enumerate(outputs):
-        lead = raw.shape[:-4]
-        gh, gw = cfg.grid(s)
-        gx, gy = np.meshgrid(np.arange(gw), np.arange(gh))
-        cells = np.stack([gx, gy], -1)[:, :, None, :]  # [gh, gw, 1, 2]
-        anchors = np.asarray(cfg.scale_anchors(s), np.float32) / [cfg.input_width, cfg.input_height]
-        centre = (sigmoid(raw[..., 0:2]) + cells) / [gw, gh]
-        wh = np.exp(np.clip(raw[..., 2:4], -8, 8)) * anchors
-        box = np.clip(np.concatenate([centre - wh / 2, centre + wh / 2], -1), 0.0, 1.0)
-        boxes.append(box.reshape(lead + (-1, 4)))
-        objectness.append(sigmoid(raw[..., 4]).reshape(lead + (-1,)))
-        logits.append(raw[..., 5:].reshape(lead + (-1, cfg.num_classes)))
-    return np.concatenate(boxes, -2), np.concatenate(objectness, -1), np.concatenate(logits, -2)
+    flat = flat_outputs(outputs, cfg)
+    return anchor_boxes(flat, np.arange(flat.shape[-2]), cfg), sigmoid(flat[..., 4]), flat[..., 5:]
 
 
 def best_class(objectness: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,21 +153,29 @@ def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[
     symbols: the characters the captchas are known to use; others never win. Without them, and
     when the model knows its training alphabets, each captcha is read with the alphabet its
     glyphs point to (alphabet.py) unless guess_alphabet is False."""
-    boxes, objectness, logits = head(outputs, cfg)
+    flat = flat_outputs(outputs, cfg)  # [B, K, 5+C]
+    objectness = sigmoid(flat[..., 4])  # [B, K]
+    # A score is objectness times a class probability, so only anchors whose objectness reaches
+    # the threshold can become glyphs: decode those alone (a few dozen of K per image).
+    image, anchor = np.nonzero(objectness >= cfg.score_threshold)  # [M] each, by image then anchor
+    rows = flat[image, anchor]  # [M, 5+C]
+    boxes, objectness, logits = anchor_boxes(rows, anchor, cfg), objectness[image, anchor], rows[:, 5:]
     scores, classes = best_class(objectness, logits, symbol_mask(cfg.charset, symbols))
-    keeps = [glyph_indices(boxes[i], scores[i], cfg) for i in range(len(boxes))]
-    if symbols is None and guess_alphabet and cfg.alphabets:
-        for i, keep in enumerate(keeps):
-            allowed = symbol_mask(cfg.charset, alphabet_of(logits[i, keep], cfg))
-            sure = scores[i] >= cfg.score_threshold
+    bounds = np.searchsorted(image, np.arange(len(flat) + 1))
+    readings = []
+    for i in range(len(flat)):
+        own = slice(bounds[i], bounds[i + 1])
+        box, score, cls = boxes[own], scores[own], classes[own]
+        keep = glyph_indices(box, score, cfg)
+        if symbols is None and guess_alphabet and cfg.alphabets:
+            allowed = symbol_mask(cfg.charset, alphabet_of(logits[own][keep], cfg))
             # Where every candidate over the threshold already reads inside the alphabet, the
             # restricted pass would find the same glyphs: only scores under it can drop.
-            if allowed[classes[i, sure]].all():
-                continue
-            scores[i], classes[i] = best_class(objectness[i], logits[i], allowed)
-            keeps[i] = glyph_indices(boxes[i], scores[i], cfg)
-    return [reading(boxes[i], scores[i], classes[i], cfg, image_sizes[i] if image_sizes else None, keeps[i])
-            for i in range(len(boxes))]
+            if not allowed[cls[score >= cfg.score_threshold]].all():
+                score, cls = best_class(objectness[own], logits[own], allowed)
+                keep = glyph_indices(box, score, cfg)
+        readings.append(reading(box, score, cls, cfg, image_sizes[i] if image_sizes else None, keep))
+    return readings
 
 
 def alphabet_of(glyph_logits: np.ndarray, cfg: ModelConfig) -> str | None:
