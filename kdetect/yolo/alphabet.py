@@ -2,8 +2,8 @@
 
 A site draws every answer from one alphabet (KCAPTCHA's allowed_symbols), while the default
 model learns from a mixture of them. Read alone, a Gnuboard "1" in an unfamiliar font can look
-more like an "l"; read beside five plain digits, it is a 1, because no training alphabet mixes
-those digits with letters as often as the digits-only ones draw them.
+more like an "l"; read beside five plain digits, it is a 1, because five plain digits come far
+more often from the digits-only alphabet than from one that also holds letters.
 
 The guess is Bayes' rule over the training alphabets, each weighted as often as the training
 data drew it. A glyph's class scores, normalised over the charset, estimate P(char | glyph)
