@@ -76,20 +76,18 @@ export function toTensorLike(output) {
   return { data, shape };
 }
 
-/** Candidates of all scales: {boxes: [[x0, y0, x1, y1] in 0..1], scores, classes, logits}, in the
+/** Every anchor of all scales: {boxes: [[x0, y0, x1, y1] in 0..1], objectness, logits}, in the
  * order scale by scale (meta.strides order), then row-major (gy, gx, anchor) within a scale.
- * logits(i) gives candidate i's class logits. With `symbols` (a string), only those characters win. */
-export function candidates(outputs, meta, symbols = null) {
+ * logits(i) gives anchor i's class logits. */
+function anchorsOf(outputs, meta) {
   const tensors = outputs.map(toTensorLike);
   const A = meta.anchors_per_scale;
   const C = meta.charset.length;
-  const allowed = Array.from(meta.charset, (c) => symbols === null || symbols.includes(c));
   const sources = [];
   const W = meta.input_width;
   const H = meta.input_height;
   const boxes = [];
-  const scores = [];
-  const classes = [];
+  const objectness = [];
   meta.strides.forEach((stride, s) => {
     const gh = Math.floor(H / stride);
     const gw = Math.floor(W / stride);
@@ -112,29 +110,42 @@ export function candidates(outputs, meta, symbols = null) {
           const cy = (sigmoid(data[o + 1]) + gy) / gh;
           const w = Math.exp(clip(data[o + 2], -8, 8)) * (anchors[a][0] / W);
           const h = Math.exp(clip(data[o + 3], -8, 8)) * (anchors[a][1] / H);
-          let best = 0;
-          let bestLogit = -Infinity;
-          for (let c = 0; c < C; c++) {
-            // Strictly greater: ties keep the first class, as numpy's argmax does.
-            if (allowed[c] && data[o + 5 + c] > bestLogit) {
-              bestLogit = data[o + 5 + c];
-              best = c;
-            }
-          }
           boxes.push([
             clip(cx - w / 2, 0, 1), clip(cy - h / 2, 0, 1),
             clip(cx + w / 2, 0, 1), clip(cy + h / 2, 0, 1),
           ]);
-          // sigmoid is monotonic: the largest class probability is sigmoid of the largest logit.
-          scores.push(sigmoid(data[o + 4]) * sigmoid(bestLogit));
-          classes.push(best);
+          objectness.push(sigmoid(data[o + 4]));
           sources.push([data, o + 5]);
         }
       }
     }
   });
   const logits = (i) => Array.from({ length: C }, (_, c) => sources[i][0][sources[i][1] + c]);
-  return { boxes, scores, classes, logits };
+  return { boxes, objectness, logits };
+}
+
+/** Each anchor's best class among `symbols` (all characters when null) -> {scores, classes}:
+ * score = objectness x that class's probability. */
+function bestClasses(anchors, meta, symbols) {
+  const allowed = Array.from(meta.charset, (c) => symbols === null || symbols.includes(c));
+  const scores = [];
+  const classes = [];
+  anchors.objectness.forEach((obj, i) => {
+    const logits = anchors.logits(i);
+    let best = 0;
+    let bestLogit = -Infinity;
+    logits.forEach((logit, c) => {
+      // Strictly greater: ties keep the first class, as numpy's argmax does.
+      if (allowed[c] && logit > bestLogit) {
+        bestLogit = logit;
+        best = c;
+      }
+    });
+    // sigmoid is monotonic: the largest class probability is sigmoid of the largest logit.
+    scores.push(obj * sigmoid(bestLogit));
+    classes.push(best);
+  });
+  return { scores, classes };
 }
 
 function area(b) {
@@ -212,11 +223,13 @@ export function guessAlphabet(classProbs, alphabets, charset) {
  * Where meta.alphabets lists the training alphabets, the captcha is read with the one its glyphs
  * point to, unless options.guessAlphabet is false. */
 export function decode(outputs, meta, imageWidth, imageHeight, { guessAlphabet: guess = true } = {}) {
-  let all = candidates(outputs, meta);
+  const anchors = anchorsOf(outputs, meta);
+  let all = { boxes: anchors.boxes, ...bestClasses(anchors, meta, null) };
   let keep = glyphIndices(all, meta);
   if (guess && meta.alphabets && meta.alphabets.length > 0) {
-    const probs = keep.map((i) => all.logits(i).map(sigmoid));
-    all = candidates(outputs, meta, guessAlphabet(probs, meta.alphabets, meta.charset));
+    const probs = keep.map((i) => anchors.logits(i).map(sigmoid));
+    // Only the classes change: the boxes stay those decoded above.
+    all = { boxes: anchors.boxes, ...bestClasses(anchors, meta, guessAlphabet(probs, meta.alphabets, meta.charset)) };
     keep = glyphIndices(all, meta);
   }
   const w = imageWidth ?? meta.input_width;

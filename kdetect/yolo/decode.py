@@ -42,7 +42,7 @@ def symbol_mask(charset: str, symbols: str | None) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def anchor_table(cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every anchor of every scale, in head()'s order -> its cell (gx, gy) [K, 2], its scale's grid
+    """Every anchor of every scale, in flat_outputs' order -> its cell (gx, gy) [K, 2], its scale's grid
     (gw, gh) [K, 2] and its size as a fraction of the input (w, h) [K, 2]."""
     cells, grids, sizes = [], [], []
     for s in range(len(cfg.strides)):
@@ -68,16 +68,8 @@ def anchor_boxes(rows: np.ndarray, anchor: np.ndarray, cfg: ModelConfig) -> np.n
     return np.clip(np.concatenate([centre - wh / 2, centre + wh / 2], -1), 0.0, 1.0)
 
 
-def head(outputs: list[np.ndarray], cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Raw outputs [..., gh, gw, A, 5+C] per scale -> boxes [..., K, 4] (0..1), objectness [..., K]
-    (probabilities) and class logits [..., K, C], every anchor of every scale in one list.
-    A leading batch axis is optional: a whole batch in one pass saves NumPy's per-call overhead."""
-    flat = flat_outputs(outputs, cfg)
-    return anchor_boxes(flat, np.arange(flat.shape[-2]), cfg), sigmoid(flat[..., 4]), flat[..., 5:]
-
-
 def best_class(objectness: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """objectness [..., K], logits [..., K, C], mask [C] or [..., 1, C] -> scores [..., K], classes [..., K]:
+    """objectness [..., K], logits [..., K, C], mask [C] -> scores [..., K], classes [..., K]:
     each anchor's most likely allowed class and objectness x that class's probability."""
     # The sigmoid is monotonic, so the best class is the best logit: one sigmoid per anchor
     # instead of one per class, most of decoding's cost.
@@ -88,10 +80,12 @@ def best_class(objectness: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> 
 
 def candidates(outputs: list[np.ndarray], cfg: ModelConfig,
                symbols: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Raw outputs [..., gh, gw, A, 5+C] per scale -> boxes [..., K, 4] (0..1), scores [..., K], classes [..., K].
+    """Raw outputs [..., gh, gw, A, 5+C] per scale -> boxes [..., K, 4] (0..1), scores [..., K], classes [..., K],
+    every anchor of every scale (decode_batch decodes only those that can score over the threshold).
     symbols: the characters the captcha is known to use (KCAPTCHA's allowed_symbols); others never win."""
-    boxes, objectness, logits = head(outputs, cfg)
-    return (boxes, *best_class(objectness, logits, symbol_mask(cfg.charset, symbols)))
+    flat = flat_outputs(outputs, cfg)
+    boxes = anchor_boxes(flat, np.arange(flat.shape[-2]), cfg)
+    return (boxes, *best_class(sigmoid(flat[..., 4]), flat[..., 5:], symbol_mask(cfg.charset, symbols)))
 
 
 def pairwise_iou(boxes: np.ndarray) -> np.ndarray:
