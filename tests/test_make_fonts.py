@@ -143,3 +143,36 @@ def test_warp_mask_moves_the_waist():
         ups += waist(bent) < waist(mask) - 2
         downs += waist(bent) > waist(mask) + 2
     assert ups and downs, (ups, downs)
+
+
+def test_stress_mask_makes_rising_strokes_heavy_and_falling_ones_light():
+    tool = load_tool()
+    yy, xx = np.mgrid[0:240, 0:240]
+    rising = np.abs((239 - yy) - xx) < 14  # "/" on the page: y grows downwards
+    falling = np.abs(yy - xx) < 14  # its mirror
+    for seed in range(10):
+        a = tool.stress_mask(rising, np.random.default_rng(seed)).sum() / rising.sum()
+        b = tool.stress_mask(falling, np.random.default_rng(seed)).sum() / falling.sum()
+        assert a > 1.05 and b < 0.9, (seed, a, b)
+
+
+def test_stress_mask_keeps_a_hairline_whole():
+    tool = load_tool()
+    yy, xx = np.mgrid[0:240, 0:120]
+    # A 7 whose falling diagonal is two px wide, thinner than any stress line.
+    seven = ((yy < 20) & (xx > 10)) | (np.abs(yy - 2 * (xx - 10)) < 3)
+    for seed in range(5):
+        out = tool.stress_mask(seven, np.random.default_rng(seed))
+        top, bottom = tool._ink_rows(out)
+        assert top <= 2 and bottom >= 200, "the diagonal must not vanish"
+
+
+def test_stressed_strips_are_valid_and_repeatable(tmp_path):
+    tool = load_tool()
+    stressed = make_strip(tmp_path, "stress1")
+    check_layout_and_geometry(stressed)
+    assert tool.strip_name(FONT, "stress1") == "p052_bold-stress1" and tool.stress_seed("stress3") == 3
+    assert tool.stress_seed("warp3") is None and tool.warp_seed("stress3") is None
+    again = np.asarray(tool.render_strip(FONT, "stress1"))
+    assert np.array_equal(again, np.asarray(Image.open(stressed)))
+    assert not np.array_equal(again, np.asarray(tool.render_strip(FONT, "stress2")))

@@ -14,7 +14,9 @@ from any look-alike, so the training strips bracket the calibrated means rather 
 Warped strips (<name>-warp1.png ...; see warp_mask) go further: every glyph gets its own random
 proportions, because the real faces differ glyph by glyph, not only as a whole (Perpetua's 8 has
 a small upper bowl, its 4 is narrow and steep, and a model that never saw such shapes reads them
-as 5 and 1).
+as 5 and 1). Stressed strips (<name>-stress1.png ...; see stress_mask) change the stroke contrast
+glyph by glyph: Perpetua's 4 has a heavy diagonal and a light stem where the look-alikes have a
+hairline diagonal and a heavy stem, and a model that saw only theirs reads that 4 as 1.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 HEIGHT = 70  # marker row + 69 glyph rows
@@ -59,6 +62,12 @@ VARIANTS = {
 # join). Taper: how much wider the top is than the middle (negative: narrower), with the bottom
 # the mirror. Width: a factor on the glyph's width alone.
 WARP_WAIST, WARP_TAPER, WARP_WIDTH = 0.15, 0.2, (0.85, 1.15)
+# Stressed glyphs: strokes along a random axis within STRESS_SPREAD degrees of the falling
+# diagonal (top left to bottom right) get thinner by a random share of STRESS_MAX output px,
+# strokes across it, the rising ones, as much thicker (see stress_mask), so verticals and
+# horizontals keep about their weight. Only this sense: the look-alikes already draw rising
+# strokes light and falling ones heavy, as most romans do; Perpetua Bold's 4 does the opposite.
+STRESS_SPREAD, STRESS_MAX = 20.0, 4.0
 
 # Fonts and the Debian packages that ship them. Times-, Palatino- and Century-like bold serifs
 # for two of the real faces; for the third, Perpetua Bold (Gill's chiselled roman: small sharp
@@ -211,6 +220,57 @@ def warp_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out[:, ink[0]:ink[-1] + 1]
 
 
+def _line_offsets(length: int, angle: float) -> list[tuple[int, int]]:
+    """(dy, dx) steps of a centred line segment `length` supersampled px long at `angle` degrees
+    from the x axis, y pointing up as on a page."""
+    t = np.arange(length + 1) - length / 2
+    dx, dy = np.cos(np.radians(angle)), -np.sin(np.radians(angle))
+    return sorted({(int(round(k * dy)), int(round(k * dx))) for k in t})
+
+
+def _shift_all(mask: np.ndarray, offsets: list[tuple[int, int]], grow: bool) -> np.ndarray:
+    """Dilation (grow) or erosion of a bool mask by the set of offsets."""
+    pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    src = np.pad(mask, pad)
+    h, w = mask.shape
+    out = np.zeros_like(mask) if grow else np.ones_like(mask)
+    for dy, dx in offsets:
+        view = src[pad + dy:pad + dy + h, pad + dx:pad + dx + w]
+        out = out | view if grow else out & view
+    return out
+
+
+def _stressed(mask: np.ndarray, angle: float, length: int) -> np.ndarray:
+    thinned = _shift_all(mask, _line_offsets(length, angle + 90), grow=False)
+    return _shift_all(thinned, _line_offsets(length, angle), grow=True)
+
+
+def _same_shape(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether a stressed glyph kept its strokes: no more pieces than before, and about its
+    extent (a 7 whose diagonal vanished keeps only its bar)."""
+    (t0, b0), (t1, b1) = _ink_rows(before), _ink_rows(after)
+    w0, w1 = (np.flatnonzero(m.any(axis=0)) for m in (before, after))
+    return (ndimage.label(after)[1] <= ndimage.label(before)[1]
+            and b1 - t1 >= 0.9 * (b0 - t0) and w1[-1] - w1[0] >= 0.8 * (w0[-1] - w0[0]))
+
+
+def stress_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One filled glyph (bool) with its stroke contrast changed: eroded by a line across a random
+    axis near the falling diagonal (strokes along the axis lose that width), then dilated by a
+    line along it (strokes across the axis, the rising ones, gain it). Erosion first, so light strokes come
+    out of heavy ones; where a stroke would vanish or break, the line is shortened."""
+    angle = 135.0 + rng.uniform(-STRESS_SPREAD, STRESS_SPREAD)
+    length = int(round(rng.uniform(0.25, 1.0) * STRESS_MAX * SS))
+    grown = np.pad(mask, ((0, 0), (length + 1, length + 1)))
+    while length >= 2:
+        out = _stressed(grown, angle, length)
+        if out.any() and _same_shape(grown, out):
+            ink = np.flatnonzero(out.any(axis=0))
+            return out[:, ink[0]:ink[-1] + 1]
+        length = int(length * 0.7)
+    return mask
+
+
 def _glyph_alpha(mask: np.ndarray, radius: int, x_scale: float) -> np.ndarray:
     """Outline band of one glyph, padded to its span and box-filtered to alpha (uint8)."""
     width = round(mask.shape[1] * x_scale)
@@ -228,19 +288,26 @@ def _glyph_alpha(mask: np.ndarray, radius: int, x_scale: float) -> np.ndarray:
 
 
 def warp_seed(variant: str | None) -> int | None:
-    """'warp3' -> 3 (the seed of a warped strip); None for the calibrated and VARIANTS strips."""
+    """'warp3' -> 3 (the seed of a warped strip); None for the others."""
     match = re.fullmatch(r"warp(\d+)", variant or "")
+    return int(match[1]) if match else None
+
+
+def stress_seed(variant: str | None) -> int | None:
+    """'stress2' -> 2 (the seed of a stressed strip); None for the others."""
+    match = re.fullmatch(r"stress(\d+)", variant or "")
     return int(match[1]) if match else None
 
 
 def render_strip(font_path: str | Path, variant: str | None = None) -> Image.Image:
     """The KCAPTCHA font strip (RGBA, HEIGHT rows) for one font file: calibrated, a VARIANTS one,
-    or 'warp<N>': calibrated line and mean widths, every glyph's proportions drawn at random
-    (seed N and the font's name, so a strip is the same on every run)."""
+    'warp<N>': calibrated line and mean widths, every glyph's proportions drawn at random
+    (seed N and the font's name, so a strip is the same on every run), or 'stress<N>': the same
+    for every glyph's stroke contrast."""
     font_path = str(font_path)
-    seed = warp_seed(variant)
-    if variant is not None and seed is None and variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)} or warp<N>")
+    seed, stress = warp_seed(variant), stress_seed(variant)
+    if variant is not None and seed is None and stress is None and variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)}, warp<N> or stress<N>")
     outline_px, width_scale = VARIANTS[variant] if variant in VARIANTS else (OUTLINE_PX, 1.0)
     radius = round(outline_px * SS / 2)
     masks = _filled_alphabet(font_path, point_sizes(font_path, outline_px))
@@ -257,6 +324,11 @@ def render_strip(font_path: str | Path, variant: str | None = None) -> Image.Ima
         rng = np.random.default_rng([seed, *strip_name(font_path).encode()])
         masks = [warp_mask(m, rng) for m in masks]
         scales = [min(s * rng.uniform(*WARP_WIDTH), _widest(radius) / m.shape[1]) for s, m in zip(scales, masks)]
+    if stress is not None:
+        # A seed apart from warp<N>'s, so stress1 is not warp1's glyph draws reused.
+        rng = np.random.default_rng([stress, 1, *strip_name(font_path).encode()])
+        masks = [stress_mask(m, rng) for m in masks]
+        scales = [min(s, _widest(radius) / m.shape[1]) for s, m in zip(scales, masks)]
     alphas = [_glyph_alpha(m, radius, s) for m, s in zip(masks, scales)]
 
     width = GAP + sum(a.shape[1] + GAP for a in alphas)
@@ -316,14 +388,16 @@ def main() -> None:
                          "(default: 1)")
     ap.add_argument("--warps", type=int, default=0,
                     help="warped strips per font (every glyph's proportions random; warp1, warp2, ...; default: 0)")
+    ap.add_argument("--stresses", type=int, default=0,
+                    help="stressed strips per font (every glyph's stroke contrast random; stress1, ...; default: 0)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "kcaptcha_bbox" / "fonts",
                     help="folder for the <name>.png strips (default: kcaptcha_bbox/fonts)")
     args = ap.parse_args()
-    if args.warps < 0:
-        ap.error(f"--warps must be 0 or more, got {args.warps}")
+    if args.warps < 0 or args.stresses < 0:
+        ap.error(f"--warps and --stresses must be 0 or more, got {args.warps} and {args.stresses}")
     check_installed(args.fonts)
     args.out.mkdir(parents=True, exist_ok=True)
-    warps = [f"warp{k + 1}" for k in range(args.warps)]
+    warps = [f"warp{k + 1}" for k in range(args.warps)] + [f"stress{k + 1}" for k in range(args.stresses)]
     for i, font_path in enumerate(args.fonts):
         for variant in [None, *font_variants(i, args.variants), *warps]:
             strip = render_strip(font_path, variant)
