@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_solve(sub)
     _add_eval(sub)
     _add_train(sub)
+    _add_finetune(sub)
     _add_train_classifier(sub)
     _add_export(sub)
     _add_demo(sub)
@@ -210,6 +211,37 @@ def _run_train(args: argparse.Namespace) -> None:
         return
     summary = train(tc, devices=args.devices.split(",") if args.devices else None, log=print)
     print(f"model package: {tc.out_dir}/model (val full-string accuracy {summary['val_string_accuracy']:.4f})")
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    from kdetect.finetune import FinetuneConfig
+
+    d = FinetuneConfig()
+    p = sub.add_parser("finetune", help="fine-tune a detector on labelled captchas (folders with labels.tsv); "
+                                        "the detector itself places the glyph boxes")
+    p.add_argument("folders", nargs="+", type=Path, help="folders of images with labels.tsv (`file<TAB>answer`)")
+    p.add_argument("--out", type=Path, required=True, help="run folder; the model package goes to OUT/model")
+    p.add_argument("--model", type=Path, help="detector package to start from (default: the shipped one)")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help=f"labelled images held out to validate and tune thresholds (default: {d.val_fraction})")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--augment", type=float, default=d.augment, help="fraction of training images augmented")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.set_defaults(run=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> None:
+    from kdetect.finetune import FinetuneConfig, finetune
+
+    fc = FinetuneConfig(val_fraction=args.val_fraction, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                        batch_size=args.batch_size, learning_rate=args.learning_rate, augment=args.augment,
+                        seed=args.seed)
+    summary = finetune(args.model, args.folders, args.out, fc, log=print)
+    print(f"model package: {args.out}/model (held-out full-string accuracy {summary['val_string_accuracy']:.4f}); "
+          f"measure it with `kdetect eval --model {args.out}/model DIR` on captchas it never saw")
 
 
 def _add_train_classifier(sub: argparse._SubParsersAction) -> None:

@@ -52,6 +52,10 @@ class TrainConfig(JsonConfig):
     augment: float = 1.0  # the fraction of training images augmented; 0 (or false) turns it off
     train_images: int | None = None  # only the first N training images (learning curves); None: all
     kmeans_anchors: bool = True
+    # Tune the score and NMS thresholds on the validation set when packaging; a small validation
+    # set (a fine-tune's few hundred real captchas) picks thresholds by one or two images: keep
+    # the starting model's there.
+    tune_thresholds: bool = True
     # Start from a model package (its anchors and weights) instead of from scratch: longer
     # training spread over several sessions, or fine-tuning on other data.
     init_from: str | None = None
@@ -299,10 +303,12 @@ def package_best(tc: TrainConfig, out_dir: str | Path | None = None) -> dict:
 
 def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run, out_dir=None) -> dict:
     detector.load_weights(str(best))
-    cfg = tune_thresholds(detector, val_images, val_texts, cfg)
+    if tc.tune_thresholds:
+        cfg = tune_thresholds(detector, val_images, val_texts, cfg)
     summary = {
         "train_data": tc.train_data, "train_preset": train_manifest.get("preset"),
         "train_images": train_manifest["images"], "train_seed": train_manifest["seed"],
+        "train_source": train_manifest.get("source", "synthetic"),
         "val_data": tc.val_data, "val_images": len(val_texts),
         "val_string_accuracy": string_accuracy(detector, val_images, val_texts, cfg),
         "steps_per_epoch": tc.steps_per_epoch, "batch_size": tc.batch_size, "seed": tc.seed, **run,
@@ -316,16 +322,23 @@ def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run
 
 def model_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
     params = build_detector(cfg).count_params()
+    labelled = summary.get("train_source") == "labelled"
+    if labelled:
+        data = (f"- Training data: {summary['train_images']:,} labelled captchas ({tc.train_data}), each glyph's "
+                f"box placed by the model it continues (kdetect/finetune.py).\n")
+        real = "- Fine-tuned on labelled captchas; thresholds tuned on held-out ones of the same folders.\n"
+    else:
+        data = (f"- Training data: {summary['train_images']:,} synthetic images from kcaptcha_bbox, preset "
+                f"`{summary['train_preset']}`, seed {summary['train_seed']} ({tc.train_data}).\n")
+        real = "- Never trained on real captchas. See the README for accuracy on real KCAPTCHA images.\n"
     return (
         "# kdetect detector\n\n"
         f"YOLOv3-tiny (width x{cfg.width_multiplier}, {params:,} parameters), input {cfg.input_height}x"
         f"{cfg.input_width}, strides {cfg.strides}, charset `{cfg.charset}`.\n\n"
-        f"- Training data: {summary['train_images']:,} synthetic images from kcaptcha_bbox, preset "
-        f"`{summary['train_preset']}`, seed {summary['train_seed']} ({tc.train_data}).\n"
+        + data +
         f"- Training: batch {tc.batch_size}, up to {tc.epochs} epochs of {tc.steps_per_epoch} steps, AdamW with "
         f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}.\n"
-        f"- Held-out synthetic validation ({summary['val_images']} images, {tc.val_data}): full-string "
-        f"accuracy {summary['val_string_accuracy']:.4f}.\n"
-        + alphabets_line(cfg) + lineage(summary) +
-        "- Never trained on real captchas. See the README for accuracy on real KCAPTCHA images.\n"
+        f"- Held-out {'labelled' if labelled else 'synthetic'} validation ({summary['val_images']} images, "
+        f"{tc.val_data}): full-string accuracy {summary['val_string_accuracy']:.4f}.\n"
+        + alphabets_line(cfg) + lineage(summary) + real
     )
