@@ -9,6 +9,7 @@ train`'s own, continued from the model that placed the boxes.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
@@ -44,9 +45,10 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
-            raise DatasetError(f"val_fraction must be between 0 and 1, not {self.val_fraction}")
+            raise ConfigError(f"val_fraction must be between 0 and 1, not {self.val_fraction}")
         if min(self.epochs, self.steps_per_epoch, self.batch_size) < 1:
-            raise DatasetError("epochs, steps per epoch and batch size must be at least 1")
+            raise ConfigError(f"epochs, steps per epoch and batch size must be at least 1, not {self.epochs}, "
+                              f"{self.steps_per_epoch} and {self.batch_size}")
 
 
 def pseudo_boxes(reading: Reading, answer: str) -> list[list] | None:
@@ -164,6 +166,6 @@ def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: s
         warmup_steps=min(50, fc.steps_per_epoch), val_images=len(val_items), patience=fc.epochs,
         seed=fc.seed, augment=fc.augment, kmeans_anchors=False,
         model=ModelConfig.load(model_dir / "config.json"), tune_thresholds=False)
-    write_atomic(out / "finetune_config.json", json.dumps({"model": str(model_dir), "folders": [str(f) for f in folders],
-                                                          **fc.__dict__}, indent=2) + "\n")
+    record = {"model": str(model_dir), "folders": [str(f) for f in folders], **dataclasses.asdict(fc)}
+    write_atomic(out / "finetune_config.json", json.dumps(record, indent=2) + "\n")
     return train(tc, log=log, verbose=verbose)

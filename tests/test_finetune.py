@@ -91,8 +91,10 @@ def test_finetune_refuses_bad_input(labelled, tmp_path):
         finetune(None, [site], tmp_path / "ft2", FinetuneConfig(val_fraction=0.34, seed=1))
     assert not (tmp_path / "ft2" / "data-train").exists() and not (tmp_path / "ft2" / "data-val").exists()
     assert not [p for p in (tmp_path / "ft2").glob(".*")], "no half-written dataset is left behind"
-    with pytest.raises(DatasetError, match="between 0 and 1"):
+    with pytest.raises(ConfigError, match="between 0 and 1"):
         finetune(None, [labelled], tmp_path / "ft3", FinetuneConfig(val_fraction=1.0))
+    with pytest.raises(ConfigError, match="at least 1"):
+        finetune(None, [labelled], tmp_path / "ft3", FinetuneConfig(epochs=0))
 
 
 def test_finetune_needs_a_detector(labelled, tmp_path):
@@ -101,3 +103,21 @@ def test_finetune_needs_a_detector(labelled, tmp_path):
     (classifier / "config.json").write_text(json.dumps({"kind": "classifier"}))
     with pytest.raises(ConfigError, match="not a detector"):
         finetune(classifier, [labelled], tmp_path / "ft")
+
+
+def test_no_boxes_at_all_is_an_error_and_leaves_nothing(labelled, tmp_path):
+    from kdetect.finetune import labelled_items, write_dataset
+
+    class BlindReader:
+        model_dir = Path("blind")
+
+        def read_batch(self, images):
+            return [Reading("", 0.0, ()) for _ in images]
+
+    items, alphabets = labelled_items([labelled])
+    with pytest.raises(DatasetError, match="none of the 20 labelled images got boxes"):
+        write_dataset(BlindReader(), items, tmp_path / "data", alphabets, True, seed=0)
+    assert list(tmp_path.iterdir()) == []
+    # For validation the same images are kept, without boxes.
+    made = write_dataset(BlindReader(), items, tmp_path / "val", alphabets, False, seed=0)
+    assert made["images"] == 20 and (tmp_path / "val" / "manifest.json").is_file()
