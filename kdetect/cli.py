@@ -223,7 +223,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder; the model package goes to OUT/model")
     p.add_argument("--model", type=Path, help="detector package to start from (default: the shipped one)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                   help=f"labelled images held out to validate and tune thresholds (default: {d.val_fraction})")
+                   help=f"share of the labelled images held out to validate each epoch (default: {d.val_fraction})")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
     p.add_argument("--batch-size", type=int, default=d.batch_size)

@@ -35,7 +35,7 @@ SHARD = "shard-00000-of-00001.tfrecord"
 class FinetuneConfig:
     """How a fine-tune runs; the defaults suit a few hundred labelled images on a CPU."""
 
-    val_fraction: float = 0.2  # labelled images held out to validate and tune thresholds
+    val_fraction: float = 0.2  # labelled images held out to pick the best epoch
     epochs: int = 3
     steps_per_epoch: int = 100
     batch_size: int = 16

@@ -326,7 +326,8 @@ def model_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
     if labelled:
         data = (f"- Training data: {summary['train_images']:,} labelled captchas ({tc.train_data}), each glyph's "
                 f"box placed by the model it continues (kdetect/finetune.py).\n")
-        real = "- Fine-tuned on labelled captchas; thresholds tuned on held-out ones of the same folders.\n"
+        real = ("- Fine-tuned on labelled captchas, validated on held-out ones of the same folders; thresholds "
+                + ("tuned on those.\n" if tc.tune_thresholds else "those of the model it continues.\n"))
     else:
         data = (f"- Training data: {summary['train_images']:,} synthetic images from kcaptcha_bbox, preset "
                 f"`{summary['train_preset']}`, seed {summary['train_seed']} ({tc.train_data}).\n")

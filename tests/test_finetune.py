@@ -55,7 +55,14 @@ def labelled(tmp_path_factory) -> Path:
     return folder
 
 
-def test_finetune_end_to_end(labelled, tmp_path, capsys):
+def test_finetune_end_to_end(labelled, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import kdetect.train
+
+    # A few held-out images would pick thresholds by chance: a fine-tune must keep the start's.
+    monkeypatch.setattr(kdetect.train, "tune_thresholds",
+                        lambda detector, images, texts, cfg: dataclasses.replace(cfg, score_threshold=0.9))
     out = tmp_path / "ft"
     code = main(["finetune", str(labelled), "--out", str(out), "--epochs", "1", "--steps-per-epoch", "2",
                  "--batch-size", "4", "--val-fraction", "0.25"])

@@ -63,7 +63,7 @@ def main() -> None:
                 c[1] += round(a * n)
                 c[2] += round(b * n)
             after[k] = run / "model"
-    print("| folder | shipped | fine-tuned on the other half |")
+    print(f"| folder | {args.model or 'shipped detector'} | fine-tuned on the other half |")
     print("|---|---|---|")
     for name, (n, a, b) in counts.items():
         print(f"| {name} | {a / n:.1%} ({a} of {n}) | {b / n:.1%} ({b} of {n}) |")
