@@ -98,15 +98,17 @@ def write_dataset(reader, items: list[tuple[Path, str]], out_dir: str | Path, al
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        readings = reader.read_batch([p for p, _ in items])
+        # Decoded once: the reader and the dataset see the same pixels.
+        arrays = [_load(path) for path, _ in items]
+        readings = reader.read_batch(arrays)
         anns, skipped = [], []
         with tf.io.TFRecordWriter(str(staged / SHARD)) as writer:
-            for (path, answer), reading in zip(items, readings):
+            for (path, answer), array, reading in zip(items, arrays, readings):
                 boxes = pseudo_boxes(reading, answer)
                 if boxes is None and boxes_required:
                     skipped.append(str(path))
                     continue
-                pixels = Image.fromarray(load_image(path))
+                pixels = Image.fromarray(array)
                 png = io.BytesIO()
                 pixels.save(png, format="PNG")
                 ann = {"index": len(anns), "file": str(path), "text": answer, "width": pixels.width,
@@ -133,6 +135,13 @@ def write_dataset(reader, items: list[tuple[Path, str]], out_dir: str | Path, al
         shutil.rmtree(staged, ignore_errors=True)
 
 
+def _load(path: Path):
+    try:
+        return load_image(path)
+    except InvalidImageError as e:
+        raise DatasetError(f"a labelled image cannot be read: {e}; fix it or remove its line from labels.tsv") from e
+
+
 def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: str | Path,
              fc: FinetuneConfig = FinetuneConfig(), log: Callable[[str], None] = lambda s: None,
              verbose: int = 1) -> dict:
@@ -152,11 +161,8 @@ def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: s
     train_items, val_items = split_items(items, fc.val_fraction, fc.seed)
     # The reader as shipped would fix each image's alphabet by its guess; the boxes need only places.
     reader = Solver(model_dir, guess_alphabet=False)
-    try:
-        made = write_dataset(reader, train_items, out / "data-train", alphabets, True, fc.seed)
-        write_dataset(reader, val_items, out / "data-val", alphabets, False, fc.seed)
-    except InvalidImageError as e:
-        raise DatasetError(f"a labelled image cannot be read: {e}; fix it or remove its line from labels.tsv") from e
+    made = write_dataset(reader, train_items, out / "data-train", alphabets, True, fc.seed)
+    write_dataset(reader, val_items, out / "data-val", alphabets, False, fc.seed)
     log(f"{made['images']} of {len(train_items)} training images got boxes from {model_dir}; "
         f"{len(val_items)} held out to validate")
     tc = TrainConfig(

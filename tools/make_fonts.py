@@ -128,12 +128,7 @@ def _disk_offsets(radius: int) -> list[tuple[int, int]]:
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     # A round structuring element keeps the line width even along curves and diagonals.
-    pad = np.pad(mask, radius)
-    h, w = mask.shape
-    out = np.zeros_like(mask)
-    for dy, dx in _disk_offsets(radius):
-        out |= pad[radius + dy:radius + dy + h, radius + dx:radius + dx + w]
-    return out
+    return _shift_all(mask, _disk_offsets(radius), grow=True)
 
 
 def outline(mask: np.ndarray, radius: int) -> np.ndarray:
