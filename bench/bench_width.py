@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from kdetect.lite import LiteInference, convert  # noqa: E402
+from kdetect.lite import LiteInference, convert, output_shapes  # noqa: E402
 from kdetect.package import default_model_dir, load_package  # noqa: E402
 from kdetect.yolo.model import build_detector  # noqa: E402
 
@@ -39,7 +39,7 @@ def main() -> None:
     for width in args.widths:
         cfg = dataclasses.replace(shipped, width_multiplier=width)
         network = build_detector(cfg)
-        run = LiteInference(convert(network, cfg), [tuple(o.shape[1:]) for o in network.outputs])
+        run = LiteInference(convert(network, cfg), output_shapes(network))
         for _ in range(3):
             run(images)
         seconds = []

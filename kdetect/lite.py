@@ -138,10 +138,16 @@ class LiteInference:
         return order
 
 
+def output_shapes(model) -> list[tuple[int, ...]]:
+    """A Keras model's output shapes without the batch axis, in its output order (LiteInference's
+    second argument)."""
+    outputs = model.outputs if isinstance(model.outputs, list) else [model.outputs]
+    return [tuple(o.shape[1:]) for o in outputs]
+
+
 def lite_inference(model, cfg, model_dir: str | Path, threads: int | None = None) -> LiteInference:
     """A LiteInference for a loaded package's network (converted, or taken from the cache)."""
-    outputs = model.outputs if isinstance(model.outputs, list) else [model.outputs]
-    shapes = [tuple(o.shape[1:]) for o in outputs]
+    shapes = output_shapes(model)
     try:
         return LiteInference(cached_conversion(model, cfg, model_dir), shapes, threads)
     except ValueError:
