@@ -21,12 +21,14 @@ function kb_main(array $argv): int
         throw new RenderError('PHP has no GD extension; install it with: apt-get install php-gd');
     }
     $cfg = kb_read_config($args['config']);
-    $fontPaths = kb_font_paths($cfg['fonts'], __DIR__);
-    $fonts = array_map(fn($p) => kb_load_font($p, $cfg['alphabet']), $fontPaths);
+    $pathGroups = kb_font_groups($cfg['fonts'], __DIR__);
+    $groups = array_map(fn($paths) => array_map(fn($p) => kb_load_font($p, $cfg['alphabet']), $paths), $pathGroups);
+    $fonts = array_merge(...$groups);
+    $fontPaths = array_merge(...$pathGroups);
     kb_check_fonts_cover($fonts, $cfg);
     if (isset($args['check'])) {
         // Render one image to prove the config can produce text that fits.
-        kb_render($cfg, $fonts, 0, 0, false);
+        kb_render($cfg, $groups, 0, 0, false);
         $files = array_map(fn($p) => realpath($p), $fontPaths);
         fwrite(STDOUT, json_encode(['ok' => true, 'fonts' => array_map(fn($f) => $f->name, $fonts), 'font_files' => $files]) . "\n");
         return 0;
@@ -43,7 +45,7 @@ function kb_main(array $argv): int
     $track = !isset($args['no-track']);
     $solo = isset($args['solo']) ? (int)$args['solo'] : null;
     for ($i = (int)$args['start'], $end = $i + (int)$args['count']; $i < $end; $i++) {
-        [$img, $ann, $format] = kb_render($cfg, $fonts, (int)$args['seed'], $i, $track, $solo);
+        [$img, $ann, $format] = kb_render($cfg, $groups, (int)$args['seed'], $i, $track, $solo);
         $file = sprintf('%07d.%s', $i, ['jpeg' => 'jpg', 'png' => 'png', 'gif' => 'gif'][$format['format']]);
         kb_save($img, "$out/$file", $format);
         fwrite(STDOUT, json_encode(['index' => $i, 'file' => $file] + $ann) . "\n");

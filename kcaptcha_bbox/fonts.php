@@ -22,23 +22,48 @@ final class Font
     }
 }
 
-/** Resolve the 'fonts' option to a sorted list of PNG paths. */
-function kb_font_paths(string|array $fonts, string $baseDir): array
+/**
+ * Resolve the 'fonts' option to font groups: lists of PNG paths, each sorted. A folder is one
+ * group; a list holds folders (a group each) and single files (a group of one). Every image
+ * first draws a group, then a strip in it, so ["kcaptcha-fonts", "fonts"] draws half of the
+ * captchas with KCAPTCHA's three strips however many look-alikes the second folder holds.
+ */
+function kb_font_groups(string|array $fonts, string $baseDir): array
 {
     $abs = fn(string $p) => ($p !== '' && $p[0] === '/') ? $p : $baseDir . '/' . $p;
-    if (is_string($fonts)) {
-        $dir = $abs($fonts);
-        if (!is_dir($dir)) {
-            throw new FontError("font folder '$dir' does not exist; point 'fonts' at a folder of KCAPTCHA font strips (PNG)");
+    $entries = is_string($fonts) ? [$fonts] : $fonts;
+    $groups = [];
+    foreach ($entries as $entry) {
+        if (!is_string($entry)) {
+            throw new FontError("'fonts' entries must be paths of folders or PNG files, not " . json_encode($entry));
         }
-        $paths = glob($dir . '/*.png') ?: [];
-        sort($paths);
-        if (!$paths) {
-            throw new FontError("font folder '$dir' holds no .png font strips; run tools/make_fonts.py or copy KCAPTCHA fonts there");
+        $path = $abs($entry);
+        if (is_dir($path)) {
+            $groups[] = kb_folder_strips($path);
+        } elseif (is_string($fonts)) {
+            throw new FontError("font folder '$path' does not exist; point 'fonts' at a folder of KCAPTCHA font strips (PNG)");
+        } else {
+            $groups[] = [$path];
         }
-        return $paths;
     }
-    return array_map($abs, $fonts);
+    return $groups;
+}
+
+function kb_folder_strips(string $dir): array
+{
+    $paths = glob($dir . '/*.png') ?: [];
+    sort($paths);
+    if (!$paths) {
+        throw new FontError("font folder '$dir' holds no .png font strips; run tools/make_fonts.py or copy KCAPTCHA fonts there");
+    }
+    return $paths;
+}
+
+/** One strip for the next image: a group, then a strip in it (a draw only where there is a choice). */
+function kb_pick_font(array $groups): Font
+{
+    $group = count($groups) > 1 ? $groups[mt_rand(0, count($groups) - 1)] : $groups[0];
+    return count($group) > 1 ? $group[mt_rand(0, count($group) - 1)] : $group[0];
 }
 
 function kb_load_font(string $path, string $alphabet): Font

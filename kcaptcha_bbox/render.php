@@ -21,14 +21,14 @@ const KB_MAX_ANSWER_TRIES = 1000;
  * Render image number $index of a batch. Returns [GdImage, annotation, output format].
  * $solo: keep only that glyph's ink and skip the noise (the test of box exactness).
  */
-function kb_render(array $cfg, array $fonts, int $seed, int $index, bool $track = true, ?int $solo = null): array
+function kb_render(array $cfg, array $fontGroups, int $seed, int $index, bool $track = true, ?int $solo = null): array
 {
     mt_srand(kb_image_seed($seed, $index));
     $o = kb_sample_options($cfg);
     [$w, $h] = [$o['width'], $o['height']];
 
     for ($try = 0; ; $try++) {
-        $font = $fonts[mt_rand(0, count($fonts) - 1)];
+        $font = kb_pick_font($fontGroups);
         $text = kb_answer($o['allowed_symbols'], mt_rand(...$o['length']), $o['reject_pairs']);
         $placed = kb_place($o, $font, $text);
         if (!$o['fit'] || $placed['x'] < $w - 10) {

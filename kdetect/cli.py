@@ -9,6 +9,9 @@ from pathlib import Path
 
 from kdetect.errors import ConfigError, KdetectError
 
+FORCE_HELP = ("replace the output folder even where it holds files kdetect did not write (without it, such a "
+              "folder is refused and left as it is)")
+
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
@@ -21,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_train(sub)
     _add_finetune(sub)
     _add_train_classifier(sub)
+    _add_train_glyphs(sub)
     _add_export(sub)
     _add_demo(sub)
     _add_web(sub)
@@ -49,8 +53,10 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="PHP workers (default: all cores)")
     p.add_argument("--tfrecord", action="store_true", help="write sharded TFRecords instead of image files")
     p.add_argument("--shard-size", type=int, default=1000)
-    p.add_argument("--fonts", type=Path, help="a folder of font strips (python tools/make_fonts.py --out DIR) to draw "
-                                              "with instead of the config's")
+    p.add_argument("--fonts", type=Path, nargs="+",
+                   help="folders of font strips to draw with instead of the config's: KCAPTCHA's own (a Gnuboard "
+                        "checkout's plugin/kcaptcha/fonts) or look-alikes (python tools/make_fonts.py --out DIR); "
+                        "with several, each image draws a folder first, then a strip in it")
     p.set_defaults(run=_run_generate)
 
 
@@ -63,10 +69,13 @@ def _run_generate(args: argparse.Namespace) -> None:
     path = renderer.preset_path(args.preset) if args.preset else args.config
     config = renderer.load_config(path)
     if args.fonts:
-        if not args.fonts.is_dir():
-            raise ConfigError(f"--fonts {args.fonts}: no such folder; make font strips with "
-                              f"python tools/make_fonts.py --out {args.fonts}")
-        config["fonts"] = str(args.fonts.resolve())
+        for folder in args.fonts:
+            if not folder.is_dir():
+                raise ConfigError(f"--fonts {folder}: no such folder; point it at KCAPTCHA's fonts (a Gnuboard "
+                                  f"checkout's plugin/kcaptcha/fonts) or make strips with "
+                                  f"python tools/make_fonts.py --out {folder}")
+        folders = [str(folder.resolve()) for folder in args.fonts]
+        config["fonts"] = folders[0] if len(folders) == 1 else folders
     spec = DatasetSpec(config=config, seed=args.seed, count=args.count,
                        tfrecord=args.tfrecord, shard_size=args.shard_size, preset=args.preset)
     with tqdm(total=args.count, unit="img", desc="generate") as bar:
@@ -105,6 +114,8 @@ def _add_symbols(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-alphabet-guess", dest="alphabet_guess", action="store_false",
                    help="without --symbols, let every character win on its own instead of reading each captcha "
                         "with the training alphabet its glyphs point to")
+    p.add_argument("--length", type=int, help="the one answer length the site uses, e.g. 6 for Gnuboard 5: read "
+                                              "exactly that many glyphs where the model can")
 
 
 def _add_solve(sub: argparse._SubParsersAction) -> None:
@@ -125,7 +136,7 @@ def _run_solve(args: argparse.Namespace) -> int:
     from kdetect.images import load_image
     from kdetect.solver import Solver
 
-    solver = Solver(args.model, args.symbols, args.backend, args.alphabet_guess)
+    solver = Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length)
     failed = 0
     drawn = []
     for path in args.images:
@@ -171,7 +182,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from kdetect.evaluate import evaluate
     from kdetect.solver import Solver
 
-    result = evaluate(Solver(args.model, args.symbols, args.backend, args.alphabet_guess), args.folder)
+    result = evaluate(Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length), args.folder)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -195,6 +206,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /cpu:0,/cpu:1")
     p.add_argument("--package-best", type=Path, metavar="OUT",
                    help="do not train: package the run's best checkpoint so far into OUT (works while it runs)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(run=_run_train)
 
 
@@ -206,10 +218,10 @@ def _run_train(args: argparse.Namespace) -> None:
     overrides = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir}
     tc = dataclasses.replace(TrainConfig.load(args.config), **{k: v for k, v in overrides.items() if v is not None})
     if args.package_best:
-        summary = package_best(tc, args.package_best)
+        summary = package_best(tc, args.package_best, force=args.force)
         print(f"model package: {args.package_best} (val full-string accuracy {summary['val_string_accuracy']:.4f})")
         return
-    summary = train(tc, devices=args.devices.split(",") if args.devices else None, log=print)
+    summary = train(tc, devices=args.devices.split(",") if args.devices else None, log=print, force=args.force)
     print(f"model package: {tc.out_dir}/model (val full-string accuracy {summary['val_string_accuracy']:.4f})")
 
 
@@ -230,6 +242,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
     p.add_argument("--augment", type=float, default=d.augment, help="fraction of training images augmented")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(run=_run_finetune)
 
 
@@ -239,7 +252,7 @@ def _run_finetune(args: argparse.Namespace) -> None:
     fc = FinetuneConfig(val_fraction=args.val_fraction, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                         batch_size=args.batch_size, learning_rate=args.learning_rate, augment=args.augment,
                         seed=args.seed)
-    summary = finetune(args.model, args.folders, args.out, fc, log=print)
+    summary = finetune(args.model, args.folders, args.out, fc, log=print, force=args.force)
     print(f"model package: {args.out}/model (held-out full-string accuracy {summary['val_string_accuracy']:.4f}); "
           f"measure it with `kdetect eval --model {args.out}/model DIR` on captchas it never saw")
 
@@ -273,6 +286,31 @@ def _run_train_classifier(args: argparse.Namespace) -> None:
     print(f"model package: {tc.out_dir}/model (val full-string accuracy {summary['val_string_accuracy']:.4f})")
 
 
+def _add_train_glyphs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-glyphs", help="train the glyph reader, the detector's second stage, from a config "
+                                            "(JSON); with \"detector\" in it, write the two-stage package OUT_DIR/model")
+    p.add_argument("config", type=Path)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--out-dir")
+    p.add_argument("--detector", help="the detector package to pair the reader with (overrides the config's)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.set_defaults(run=_run_train_glyphs)
+
+
+def _run_train_glyphs(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from kdetect.glyphs.train import GlyphTrainConfig, train_glyphs
+
+    overrides = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir,
+                 "detector": args.detector}
+    tc = dataclasses.replace(GlyphTrainConfig.load(args.config), **{k: v for k, v in overrides.items() if v is not None})
+    summary = train_glyphs(tc, log=print, force=args.force)
+    where = f"; the two-stage package is {tc.out_dir}/model" if tc.detector else ""
+    print(f"glyph reader: {tc.out_dir} (held-out crop accuracy {summary['val_crop_accuracy']:.4f}){where}")
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model package for other runtimes")
     p.add_argument("format", choices=["tfjs", "saved_model", "tflite"])
@@ -280,6 +318,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quantize", choices=["none", "float16", "uint8"], default="uint8",
                    help="TF.js weight quantisation (default uint8: a quarter of the float32 size)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(run=_run_export)
 
 
@@ -289,13 +328,13 @@ def _run_export(args: argparse.Namespace) -> None:
 
     model = args.model or default_model_dir()
     if args.format == "saved_model":
-        print(f"wrote {export_saved_model(model, args.out)}")
+        print(f"wrote {export_saved_model(model, args.out, force=args.force)}")
         return
     if args.format == "tflite":
-        out = export_tflite(model, args.out)
+        out = export_tflite(model, args.out, force=args.force)
         print(f"wrote {out} ({(out / 'model.tflite').stat().st_size / 1e6:.2f} MB)")
         return
-    out = export_tfjs(model, args.out, None if args.quantize == "none" else args.quantize)
+    out = export_tfjs(model, args.out, None if args.quantize == "none" else args.quantize, force=args.force)
     print(f"wrote {out} ({exported_size(out) / 1e6:.2f} MB, weights {args.quantize})")
 
 
@@ -305,6 +344,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=5, help="captchas per preset")
     p.add_argument("--seed", type=int, default=None, help="default: a new one every run")
     p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(run=_run_demo)
 
 
@@ -315,6 +355,7 @@ def _run_demo(args: argparse.Namespace) -> None:
 
     from kdetect.data import renderer
     from kdetect.data.generate import DatasetSpec, generate
+    from kdetect.fsutil import check_replaceable, replace_dir, staging_dir
     from kdetect.solver import Solver
 
     seed = args.seed if args.seed is not None else int(time.time())
@@ -323,9 +364,15 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"{'preset':<11} {'truth':<9} {'read':<9} {'confidence':>10}")
     for preset in ("gnuboard5", "l2", "varlen", "kcaptcha21"):
         folder = args.out / preset
-        shutil.rmtree(folder, ignore_errors=True)
+        check_replaceable(folder, args.force)
+        staged = staging_dir(folder)
         spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=seed, count=args.count)
-        generate(spec, folder)
+        try:
+            generate(spec, staged)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        replace_dir(staged, folder, args.force)
         anns = [json.loads(line) for line in (folder / "annotations.jsonl").open()]
         for ann, reading in zip(anns, solver.read_batch([folder / a["file"] for a in anns])):
             ok = reading.text == ann["text"]
@@ -366,13 +413,14 @@ def _add_compact(sub: argparse._SubParsersAction) -> None:
                                        "TF.js export (uint8) read identically")
     p.add_argument("model", type=Path, help="a detector package folder")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(run=_run_compact)
 
 
 def _run_compact(args: argparse.Namespace) -> None:
     from kdetect.compact import compact_package
 
-    print(f"wrote {compact_package(args.model, args.out)}")
+    print(f"wrote {compact_package(args.model, args.out, force=args.force)}")
 
 
 def _add_soup(sub: argparse._SubParsersAction) -> None:
@@ -385,13 +433,14 @@ def _add_soup(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-images", type=int, default=1000)
     p.add_argument("--greedy", action="store_true",
                    help="keep only the packages that make the average read --val better (best first)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(run=_run_soup)
 
 
 def _run_soup(args: argparse.Namespace) -> None:
     from kdetect.soup import average_packages
 
-    record = average_packages(args.models, args.out, args.val, args.val_images, args.greedy)
+    record = average_packages(args.models, args.out, args.val, args.val_images, args.greedy, force=args.force)
     used = ", ".join(p["package"] for p in record["averaged_from"])
     accuracy = f"; held-out accuracy {record['val_string_accuracy']:.4f}" if "val_string_accuracy" in record else ""
     print(f"wrote {args.out}: the mean of {used}{accuracy}")

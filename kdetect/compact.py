@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdetect.package import CARD, load_package, read_training, save_package
+from kdetect.package import CARD, glyph_writer, load_package, read_training, save_package
 from kdetect.yolo.config import ModelConfig
 
 LEVELS = 255  # uint8
@@ -64,8 +64,8 @@ def snap_weights(model) -> None:
             layer.set_weights([uint8_grid(np.asarray(w)) for w in layer.get_weights()])
 
 
-def compact_package(model_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write the compacted copy of a detector package to out_dir (replaced whole)."""
+def compact_package(model_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
+    """Write the compacted copy of a detector package to out_dir (replaced whole, if kdetect wrote it or force)."""
     detector, cfg = load_package(model_dir)
     if cfg.batch_norm:
         detector, cfg = fold_batch_norm(detector, cfg)
@@ -75,4 +75,5 @@ def compact_package(model_dir: str | Path, out_dir: str | Path) -> Path:
     card = (Path(model_dir) / CARD).read_text() + (
         "- Compacted for shipping (kdetect/compact.py): batch norm folded into the convolutions, weights "
         "on TF.js's uint8 grid, so the browser export computes exactly this network.\n")
-    return save_package(out_dir, detector, cfg, training, card)
+    # A glyph reader goes onto the same grid: the browser runs it from uint8 weights too.
+    return save_package(out_dir, detector, cfg, training, card, force, glyph_writer(model_dir, snap_weights))

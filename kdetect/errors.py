@@ -23,3 +23,7 @@ class InvalidImageError(KdetectError):
 
 class LengthError(KdetectError):
     """A fixed-length model was asked for an answer length it was not built for."""
+
+
+class OutputError(KdetectError):
+    """An output folder holds something kdetect did not write, which it will not replace."""

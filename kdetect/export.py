@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from kdetect.errors import ConfigError, KdetectError
-from kdetect.fsutil import replace_dir
-from kdetect.package import CONFIG, load_any_package, package_kind
+from kdetect.fsutil import MARKER, check_replaceable, replace_dir, staging_dir
+from kdetect.package import CONFIG, GLYPH_CONFIG, load_any_package, load_glyph_reader, package_kind
 
 QUANTIZE_FLAGS = {None: [], "float16": ["--quantize_float16", "*"], "uint8": ["--quantize_uint8", "*"]}
 METADATA = "metadata.json"
@@ -34,22 +34,45 @@ def serving_model(model_dir: str | Path):
 
 
 def metadata(model_dir: str | Path) -> dict:
-    """What the JavaScript side needs to feed and decode the exported graph."""
+    """What the JavaScript side needs to feed and decode the exported graph(s)."""
     config = json.loads((Path(model_dir) / CONFIG).read_text())
-    return {"format": "kdetect-tfjs-1", "kind": package_kind(model_dir), **config}
+    meta = {"format": "kdetect-tfjs-1", "kind": package_kind(model_dir), **config}
+    if (Path(model_dir) / GLYPH_CONFIG).is_file():
+        meta["glyphs"] = json.loads((Path(model_dir) / GLYPH_CONFIG).read_text())
+    return meta
+
+
+def glyph_serving_model(model_dir: str | Path, dtype: str = "float32"):
+    """The package's glyph reader as a served graph (images and crop centres in), or None."""
+    from kdetect.glyphs.model import serving_glyph_reader
+
+    glyphs = load_glyph_reader(model_dir)
+    return serving_glyph_reader(*glyphs, dtype) if glyphs else None
 
 
 def converter_installed() -> bool:
     return importlib.util.find_spec("tensorflowjs") is not None
 
 
-def export_saved_model(model_dir: str | Path, out_dir: str | Path) -> Path:
+def export_saved_model(model_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
+    """A SavedModel taking raw RGB pixels of any size, in out_dir, replaced whole; a glyph
+    reader's (pixels and crop centres in) goes to out_dir/glyphs."""
     out = Path(out_dir)
-    serving_model(model_dir).export(str(out), verbose=False)
+    check_replaceable(out, force)
+    staged = staging_dir(out)
+    try:
+        serving_model(model_dir).export(str(staged), verbose=False)
+        glyphs = glyph_serving_model(model_dir)
+        if glyphs is not None:
+            glyphs.export(str(staged / "glyphs"), verbose=False)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    replace_dir(staged, out, force)
     return out
 
 
-def export_tfjs(model_dir: str | Path, out_dir: str | Path, quantize: str | None = None) -> Path:
+def export_tfjs(model_dir: str | Path, out_dir: str | Path, quantize: str | None = None, force: bool = False) -> Path:
     """model.json + weight shards + metadata.json in out_dir, replaced whole."""
     if quantize not in QUANTIZE_FLAGS:
         raise ConfigError(f"quantize must be one of float16, uint8 or none, not {quantize!r}")
@@ -57,49 +80,58 @@ def export_tfjs(model_dir: str | Path, out_dir: str | Path, quantize: str | None
         raise KdetectError("tensorflowjs is not installed; install it with pip install -e '.[export]' "
                            "(tensorflowjs 4.22.0 and ydf 0.12.0, see the README)")
     out = Path(out_dir)
+    check_replaceable(out, force)
     with tempfile.TemporaryDirectory(prefix="kdetect-export-") as scratch:
         saved = export_saved_model(model_dir, Path(scratch) / "saved_model")
-        staged = _stage(out)
-        # As a module of this interpreter, so it works in a virtual environment that is not activated.
-        cmd = [sys.executable, "-m", "tensorflowjs.converters.converter", "--input_format=tf_saved_model", "--output_format=tfjs_graph_model",
-               *QUANTIZE_FLAGS[quantize], str(saved), str(staged)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
+        staged = staging_dir(out)
+        try:
+            _tfjs_convert(saved, staged, quantize)
+            if (saved / "glyphs").is_dir():
+                _tfjs_convert(saved / "glyphs", staged / "glyphs", quantize)
+        except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
-            raise KdetectError(f"tensorflowjs_converter failed: {proc.stderr.strip()[-2000:]}")
-    return _publish(staged, out, metadata(model_dir) | {"quantize": quantize or "none"})
+            raise
+    return _publish(staged, out, metadata(model_dir) | {"quantize": quantize or "none"}, force)
 
 
-def export_tflite(model_dir: str | Path, out_dir: str | Path) -> Path:
+def _tfjs_convert(saved: Path, out: Path, quantize: str | None) -> None:
+    # As a module of this interpreter, so it works in a virtual environment that is not activated.
+    cmd = [sys.executable, "-m", "tensorflowjs.converters.converter", "--input_format=tf_saved_model",
+           "--output_format=tfjs_graph_model", *QUANTIZE_FLAGS[quantize], str(saved), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KdetectError(f"tensorflowjs_converter failed: {proc.stderr.strip()[-2000:]}")
+
+
+def export_tflite(model_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
     """model.tflite (uint8 RGB images [B, H, W, 3] of any size in, the raw head outputs out: the
-    graph the Solver's "lite" backend runs) + metadata.json for decoding, in out_dir, replaced whole."""
-    from kdetect.lite import convert
+    graph the Solver's "lite" backend runs) + metadata.json for decoding, in out_dir, replaced whole;
+    a glyph reader's graph (pixels and int32 crop centres [B, K] in) goes to glyphs.tflite."""
+    from kdetect.lite import convert, convert_serving
 
+    out = Path(out_dir)
+    check_replaceable(out, force)
     network, cfg = load_any_package(model_dir)
     blob = convert(network, cfg)
-    out = Path(out_dir)
-    staged = _stage(out)
+    staged = staging_dir(out)
     (staged / "model.tflite").write_bytes(blob)
+    glyphs = glyph_serving_model(model_dir, "uint8")
+    if glyphs is not None:
+        (staged / "glyphs.tflite").write_bytes(convert_serving(glyphs))
     meta = metadata(model_dir) | {"format": "kdetect-tflite-1", "input": "uint8 RGB [batch, height, width, 3]"}
-    return _publish(staged, out, meta)
+    return _publish(staged, out, meta, force)
 
 
-def _stage(out: Path) -> Path:
-    """A fresh folder beside out to write an export into, so a failed export leaves out as it was."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-
-
-def _publish(staged: Path, out: Path, meta: dict) -> Path:
+def _publish(staged: Path, out: Path, meta: dict, force: bool) -> Path:
     """Add metadata.json to a staged export and put it in place of out, whole."""
     (staged / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
-    replace_dir(staged, out)
+    replace_dir(staged, out, force)
     return out
 
 
 def exported_size(out_dir: str | Path) -> int:
-    """Bytes of model.json and its weight shards (what a browser downloads)."""
-    return sum(p.stat().st_size for p in Path(out_dir).iterdir() if p.name != METADATA)
+    """Bytes of model.json and its weight shards, a glyph reader's included (what a browser downloads)."""
+    return sum(p.stat().st_size for p in Path(out_dir).rglob("*") if p.is_file() and p.name not in (METADATA, MARKER))
 
 
 

@@ -14,7 +14,6 @@ import io
 import json
 import random
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from PIL import Image
 
 from kdetect.errors import ConfigError, DatasetError, InvalidImageError
 from kdetect.evaluate import read_labels
-from kdetect.fsutil import replace_dir, write_atomic
+from kdetect.fsutil import check_replaceable, replace_dir, staging_dir, write_atomic
 from kdetect.images import load_image
 from kdetect.yolo.decode import Reading
 
@@ -85,8 +84,14 @@ def labelled_items(folders: list[str | Path]) -> tuple[list[tuple[Path, str]], t
     return items, tuple(alphabets)
 
 
+def one_length(items: list[tuple[Path, str]]) -> int | None:
+    """The answer length every label shares (a site's, which decoding then uses), else None."""
+    lengths = {len(answer) for _, answer in items}
+    return lengths.pop() if len(lengths) == 1 else None
+
+
 def write_dataset(reader, items: list[tuple[Path, str]], out_dir: str | Path, alphabets: tuple[str, ...],
-                  boxes_required: bool, seed: int) -> dict:
+                  boxes_required: bool, seed: int, force: bool = False) -> dict:
     """A one-shard TFRecord dataset of labelled images, boxes placed by `reader` (see pseudo_boxes).
     boxes_required: leave out the images that got no boxes (for training); else keep them with
     none (for validation, which reads only image and answer). Returns its manifest."""
@@ -95,8 +100,7 @@ def write_dataset(reader, items: list[tuple[Path, str]], out_dir: str | Path, al
     from kdetect.data.tfrecord import MANIFEST, encode_example
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staged = staging_dir(out)
     try:
         # Decoded once: the reader and the dataset see the same pixels.
         arrays = [_load(path) for path, _ in items]
@@ -129,7 +133,7 @@ def write_dataset(reader, items: list[tuple[Path, str]], out_dir: str | Path, al
         }
         # The manifest last: a dataset without one reads as unfinished.
         write_atomic(staged / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        replace_dir(staged, out)
+        replace_dir(staged, out, force)
         return manifest
     finally:
         shutil.rmtree(staged, ignore_errors=True)
@@ -144,10 +148,10 @@ def _load(path: Path):
 
 def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: str | Path,
              fc: FinetuneConfig = FinetuneConfig(), log: Callable[[str], None] = lambda s: None,
-             verbose: int = 1) -> dict:
+             verbose: int = 1, force: bool = False) -> dict:
     """Fine-tune the detector package model_dir (None: the shipped default) on labelled folders;
     writes out_dir/model (and out_dir/data-train, data-val, the run's checkpoints) and returns
-    the training summary."""
+    the training summary. Those folders, where they exist, must be kdetect's own unless force."""
     from kdetect.package import default_model_dir, package_kind
     from kdetect.solver import Solver
     from kdetect.train import TrainConfig, train
@@ -155,14 +159,16 @@ def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: s
 
     fc.validate()
     model_dir, out = Path(model_dir or default_model_dir()), Path(out_dir)
+    for part in ("model", "data-train", "data-val"):
+        check_replaceable(out / part, force)
     if package_kind(model_dir) != "detector":
         raise ConfigError(f"{model_dir} is not a detector package: only the detector places glyph boxes to fine-tune on")
     items, alphabets = labelled_items(folders)
     train_items, val_items = split_items(items, fc.val_fraction, fc.seed)
     # The reader as shipped would fix each image's alphabet by its guess; the boxes need only places.
     reader = Solver(model_dir, guess_alphabet=False)
-    made = write_dataset(reader, train_items, out / "data-train", alphabets, True, fc.seed)
-    write_dataset(reader, val_items, out / "data-val", alphabets, False, fc.seed)
+    made = write_dataset(reader, train_items, out / "data-train", alphabets, True, fc.seed, force)
+    write_dataset(reader, val_items, out / "data-val", alphabets, False, fc.seed, force)
     log(f"{made['images']} of {len(train_items)} training images got boxes from {model_dir}; "
         f"{len(val_items)} held out to validate")
     tc = TrainConfig(
@@ -171,7 +177,8 @@ def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: s
         batch_size=fc.batch_size, learning_rate=fc.learning_rate,
         warmup_steps=min(50, fc.steps_per_epoch), val_images=len(val_items), patience=fc.epochs,
         seed=fc.seed, augment=fc.augment, kmeans_anchors=False,
-        model=ModelConfig.load(model_dir / "config.json"), tune_thresholds=False)
+        model=dataclasses.replace(ModelConfig.load(model_dir / "config.json"), answer_length=one_length(items)),
+        tune_thresholds=False)
     record = {"model": str(model_dir), "folders": [str(f) for f in folders], **dataclasses.asdict(fc)}
     write_atomic(out / "finetune_config.json", json.dumps(record, indent=2) + "\n")
-    return train(tc, log=log, verbose=verbose)
+    return train(tc, log=log, verbose=verbose, force=force)

@@ -1,10 +1,24 @@
-"""Writing files so that a crash never leaves one half-written."""
+"""Writing files so that a crash never leaves one half-written, and never touching what the
+user keeps: a folder is replaced only when everything in it is what kdetect wrote there."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
+
+from kdetect.errors import OutputError
+
+# Written into every folder kdetect publishes whole: the names of the entries it wrote.
+MARKER = ".kdetect-output.json"
+# What packages and exports written before the marker existed hold; such a folder holding
+# nothing else is still recognised as kdetect's.
+LEGACY_ENTRIES = frozenset({
+    "detector.weights.h5", "classifier.keras", "config.json", "training.json", "MODEL_CARD.md",
+    "metadata.json", "model.json", "model.tflite", "saved_model.pb", "variables", "assets", "fingerprint.pb",
+})
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -15,16 +29,55 @@ def write_atomic(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def replace_dir(staged: str | Path, target: str | Path) -> None:
-    """Put a fully written folder in place of target: a reader sees the old folder or the new one."""
+def staging_dir(target: str | Path) -> Path:
+    """A fresh, empty folder beside target to write into before replace_dir puts it in place."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staged-", dir=target.parent))
+
+
+def foreign_entries(folder: str | Path) -> list[str]:
+    """The entries of an existing folder that kdetect did not write (all of them for a folder
+    without the marker, except those of a package or export written before it existed)."""
+    folder = Path(folder)
+    names = {p.name for p in folder.iterdir()}
+    try:
+        ours = set(json.loads((folder / MARKER).read_text())["entries"]) | {MARKER}
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = set(LEGACY_ENTRIES) if names <= LEGACY_ENTRIES else set()
+    return sorted(names - ours)
+
+
+def check_replaceable(target: str | Path, force: bool = False) -> None:
+    """Refuse an output path that is a file, or a folder holding what kdetect did not write
+    (unless force: the user said so)."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{target} is a file, not a folder; choose another --out")
+    if force or not target.is_dir():
+        return
+    foreign = foreign_entries(target)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputError(f"{target} holds files kdetect did not write ({shown}); choose an empty or new --out "
+                          "folder, or pass --force to replace the folder with all it holds")
+
+
+def replace_dir(staged: str | Path, target: str | Path, force: bool = False) -> None:
+    """Put a fully written folder in place of target: a reader sees the old folder or the new one.
+    Only a folder of kdetect's own output is replaced (see check_replaceable); no other path,
+    siblings included, is touched."""
     staged, target = Path(staged), Path(target)
+    check_replaceable(target, force)
+    entries = sorted(p.name for p in staged.iterdir() if p.name != MARKER)
+    write_atomic(staged / MARKER, json.dumps({"written_by": "kdetect", "entries": entries}, indent=2) + "\n")
     # mkdtemp makes 0700 folders; a model or dataset folder should read like any other.
     staged.chmod(0o755)
-    if target.exists():
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
+    if not target.exists():
         os.replace(staged, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, target)
+        return
+    # A fresh name no one else uses, so the old folder's way out never meets a sibling of the user's.
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
+    os.replace(target, old)
+    os.replace(staged, target)
+    shutil.rmtree(old, ignore_errors=True)

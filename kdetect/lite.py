@@ -19,17 +19,18 @@ import os
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from kdetect.baseline.package import MODEL as CLASSIFIER_FILE
-from kdetect.package import CONFIG, WEIGHTS
+from kdetect.package import CONFIG, GLYPH_CONFIG, GLYPH_WEIGHTS, WEIGHTS
 
 # Bump when the converted graph changes, so caches made by older kdetect versions are not used.
 FORMAT = 1
 # Files whose bytes fix the converted network (the card and training record do not).
-NETWORK_FILES = (CONFIG, WEIGHTS, CLASSIFIER_FILE)
+NETWORK_FILES = (CONFIG, WEIGHTS, CLASSIFIER_FILE, GLYPH_CONFIG, GLYPH_WEIGHTS)
 
 
 def cache_dir() -> Path:
@@ -55,29 +56,41 @@ def package_key(model_dir: str | Path) -> str:
 
 def convert(model, cfg) -> bytes:
     """model(preprocess(uint8 images [B, H, W, 3] of any size)) as a TFLite flatbuffer."""
-    import tensorflow as tf
-
     from kdetect.yolo.preprocess import with_preprocessing
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(with_preprocessing(model, cfg, "uint8"))
-    # from_keras_model writes a SavedModel to a temporary folder and logs it; keep it quiet.
+    return convert_serving(with_preprocessing(model, cfg, "uint8"))
+
+
+def convert_serving(serving) -> bytes:
+    """A Keras serving graph (uint8 images in, preprocessing inside) as a TFLite flatbuffer."""
+    import tensorflow as tf
+
+    # Both ways write a SavedModel to a temporary folder and log it; keep it quiet.
     with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
+        if len(serving.inputs) == 1:
+            return tf.lite.TFLiteConverter.from_keras_model(serving).convert()
+        # Several inputs (the glyph reader's image and centres) keep their names this way.
+        with tempfile.TemporaryDirectory(prefix="kdetect-lite-") as scratch:
+            serving.export(scratch, verbose=False)
+            return tf.lite.TFLiteConverter.from_saved_model(scratch).convert()
 
 
-def cache_path(model_dir: str | Path) -> Path:
-    return cache_dir() / f"{package_key(model_dir)}.tflite"
+def cache_path(model_dir: str | Path, part: str = "") -> Path:
+    """Where the conversion of a package's network (part "") or of another of its graphs goes."""
+    return cache_dir() / f"{package_key(model_dir)}{part and '-' + part}.tflite"
 
 
-def cached_conversion(model, cfg, model_dir: str | Path) -> bytes:
-    """The package's TFLite model: from the cache, else converted now and cached.
+def cached_conversion(model, cfg, model_dir: str | Path, part: str = "",
+                      make: Callable[[], bytes] | None = None) -> bytes:
+    """The package's TFLite model: from the cache, else converted now (by make(), default the
+    detector's or classifier's conversion) and cached.
 
     A cache that cannot be written (read-only home, full disk) only costs the conversion on
     every load; it never stops reading."""
-    path = cache_path(model_dir)
+    path = cache_path(model_dir, part)
     if path.is_file():
         return path.read_bytes()
-    blob = convert(model, cfg)
+    blob = make() if make else convert(model, cfg)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +113,9 @@ def default_threads() -> int:
 
 
 class LiteInference:
-    """Runs a converted model: uint8 images [B, H, W, 3] -> its outputs as NumPy arrays, in the
-    order of the Keras model's outputs. Safe to call from several threads (one at a time runs)."""
+    """Runs a converted model: uint8 images [B, H, W, 3] (and any further inputs, in the order of
+    their names) -> its outputs as NumPy arrays, in the order of the Keras model's outputs. Safe
+    to call from several threads (one at a time runs)."""
 
     def __init__(self, blob: bytes, output_shapes: list[tuple[int, ...]], threads: int | None = None):
         import tensorflow as tf
@@ -113,14 +127,16 @@ class LiteInference:
             self._interpreter = tf.lite.Interpreter(model_content=blob, num_threads=threads or default_threads())
         self._runner = self._interpreter.get_signature_runner()
         (signature,) = self._interpreter.get_signature_list().values()
-        (self._input,) = signature["inputs"]
+        # "image" first, then the rest by name (the glyph reader's "centres").
+        self._inputs = sorted(signature["inputs"], key=lambda name: (name != "image", name))
         self._lock = threading.Lock()
         self._order: list[str] | None = None
         self._output_shapes = [tuple(s) for s in output_shapes]
 
-    def __call__(self, images: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, images: np.ndarray, *more: np.ndarray) -> list[np.ndarray]:
+        arrays = [np.ascontiguousarray(images, np.uint8), *(np.ascontiguousarray(m) for m in more)]
         with self._lock:
-            outputs = self._runner(**{self._input: np.ascontiguousarray(images, np.uint8)})
+            outputs = self._runner(**dict(zip(self._inputs, arrays)))
         if self._order is None:
             self._order = self._match(outputs)
         return [outputs[name] for name in self._order]
@@ -130,12 +146,17 @@ class LiteInference:
         # shape (a detector's scales differ in grid size) rather than trust the naming order.
         order = []
         for shape in self._output_shapes:
-            names = [n for n, a in outputs.items() if a.shape[1:] == shape and n not in order]
+            names = [n for n, a in outputs.items() if _fits(a.shape[1:], shape) and n not in order]
             if not names:
                 raise RuntimeError(f"converted model has no output of shape {shape}: "
                                    f"{ {n: a.shape for n, a in outputs.items()} }")
             order.append(sorted(names)[0])
         return order
+
+
+def _fits(actual: tuple[int, ...], shape: tuple[int | None, ...]) -> bool:
+    """Whether an output's shape is the Keras one, where None (a dynamic axis) fits any size."""
+    return len(actual) == len(shape) and all(s is None or a == s for a, s in zip(actual, shape))
 
 
 def output_shapes(model) -> list[tuple[int, ...]]:
@@ -145,13 +166,16 @@ def output_shapes(model) -> list[tuple[int, ...]]:
     return [tuple(o.shape[1:]) for o in outputs]
 
 
-def lite_inference(model, cfg, model_dir: str | Path, threads: int | None = None) -> LiteInference:
-    """A LiteInference for a loaded package's network (converted, or taken from the cache)."""
-    shapes = output_shapes(model)
+def lite_inference(model, cfg, model_dir: str | Path, threads: int | None = None, part: str = "",
+                   serving=None) -> LiteInference:
+    """A LiteInference for a loaded package's network (converted, or taken from the cache); or,
+    with part and serving, for another serving graph of the package (the glyph reader's)."""
+    shapes = output_shapes(serving if serving is not None else model)
+    make = (lambda: convert_serving(serving)) if serving is not None else None
     try:
-        return LiteInference(cached_conversion(model, cfg, model_dir), shapes, threads)
+        return LiteInference(cached_conversion(model, cfg, model_dir, part, make), shapes, threads)
     except ValueError:
         # The interpreter refused the bytes: a damaged cache file (a fresh conversion never is).
         # Drop it and convert afresh.
-        cache_path(model_dir).unlink(missing_ok=True)
-        return LiteInference(cached_conversion(model, cfg, model_dir), shapes, threads)
+        cache_path(model_dir, part).unlink(missing_ok=True)
+        return LiteInference(cached_conversion(model, cfg, model_dir, part, make), shapes, threads)

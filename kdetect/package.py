@@ -5,23 +5,27 @@
     config.json           the model config; its "kind" says which of the two (none: a detector)
     training.json         how it was trained (data, seed, steps, measured accuracy)
     MODEL_CARD.md         the same for people
+    glyphs.weights.h5     optional, a detector's second stage (kdetect/glyphs): the glyph reader
+    glyphs.json           its config
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from kdetect.errors import ConfigError
-from kdetect.fsutil import replace_dir
+from kdetect.fsutil import check_replaceable, replace_dir, staging_dir
 from kdetect.yolo.config import ModelConfig
 
 WEIGHTS = "detector.weights.h5"
 CONFIG = "config.json"
 TRAINING = "training.json"
 CARD = "MODEL_CARD.md"
+GLYPH_WEIGHTS = "glyphs.weights.h5"
+GLYPH_CONFIG = "glyphs.json"
 KINDS = ("detector", "classifier")
 
 
@@ -30,24 +34,49 @@ def default_model_dir() -> Path:
 
 
 def write_package(out_dir: str | Path, config_json: str, training: dict, card: str,
-                  write_model: Callable[[Path], None]) -> Path:
+                  write_model: Callable[[Path], None], force: bool = False) -> Path:
     """Write a package to a temporary folder beside out_dir, then swap it in whole, so a crash
-    never leaves half a package; write_model(folder) writes the network's file(s) into it."""
+    never leaves half a package; write_model(folder) writes the network's file(s) into it. An
+    out_dir holding what kdetect did not write is refused unless force (fsutil.replace_dir)."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    check_replaceable(out, force)
+    tmp = staging_dir(out)
     write_model(tmp)
     (tmp / CONFIG).write_text(config_json)
     (tmp / TRAINING).write_text(json.dumps(training, indent=2) + "\n")
     (tmp / CARD).write_text(card)
-    replace_dir(tmp, out)
+    replace_dir(tmp, out, force)
     return out
 
 
-def save_package(out_dir: str | Path, detector, cfg: ModelConfig, training: dict, card: str) -> Path:
-    """A detector package."""
-    return write_package(out_dir, cfg.to_json(), training, card,
-                         lambda folder: detector.save_weights(str(folder / WEIGHTS)))
+def save_package(out_dir: str | Path, detector, cfg: ModelConfig, training: dict, card: str,
+                 force: bool = False, extra: Callable[[Path], None] | None = None) -> Path:
+    """A detector package; extra(folder), if given, writes more of it (a glyph reader, see glyph_writer)."""
+
+    def write_model(folder: Path) -> None:
+        detector.save_weights(str(folder / WEIGHTS))
+        if extra is not None:
+            extra(folder)
+
+    return write_package(out_dir, cfg.to_json(), training, card, write_model, force)
+
+
+def glyph_writer(model_dir: str | Path | None, transform: Callable | None = None) -> Callable[[Path], None] | None:
+    """What writes model_dir's glyph reader (after transform(reader), if given) into another
+    package's folder, so the second stage travels with a detector that is continued, compacted or
+    averaged; None where model_dir has none."""
+    glyphs = load_glyph_reader(model_dir) if model_dir else None
+    if glyphs is None:
+        return None
+    reader, gcfg = glyphs
+    if transform is not None:
+        transform(reader)
+
+    def write(folder: Path) -> None:
+        reader.save_weights(str(folder / GLYPH_WEIGHTS))
+        (folder / GLYPH_CONFIG).write_text(gcfg.to_json())
+
+    return write
 
 
 def read_training(model_dir: str | Path) -> dict | None:
@@ -96,6 +125,48 @@ def load_package(model_dir: str | Path):
     except (ValueError, OSError) as err:
         raise ConfigError(f"{model_dir / WEIGHTS} does not fit the network described by {model_dir / CONFIG}: {err}") from None
     return detector, cfg
+
+
+def attach_glyph_reader(detector_dir: str | Path, weights: str | Path, glyph_config_json: str, summary: dict,
+                        out_dir: str | Path, force: bool = False) -> Path:
+    """A two-stage package in out_dir: the detector package's network, config and record, with a
+    glyph reader (its weights file and config) beside them."""
+    detector_dir, out = Path(detector_dir), Path(out_dir)
+    if package_kind(detector_dir) != "detector":
+        raise ConfigError(f"{detector_dir} is not a detector package: a glyph reader reads a detector's glyphs")
+    check_replaceable(out, force)
+    tmp = staging_dir(out)
+    shutil.copyfile(detector_dir / CONFIG, tmp / CONFIG)
+    shutil.copyfile(detector_dir / WEIGHTS, tmp / WEIGHTS)
+    shutil.copyfile(weights, tmp / GLYPH_WEIGHTS)
+    (tmp / GLYPH_CONFIG).write_text(glyph_config_json)
+    training = {**(read_training(detector_dir) or {}), "glyph_reader": summary}
+    (tmp / TRAINING).write_text(json.dumps(training, indent=2) + "\n")
+    card = (detector_dir / CARD).read_text() if (detector_dir / CARD).is_file() else "# kdetect detector\n\n"
+    card += (f"- Second stage (kdetect/glyphs): a glyph reader trained on {summary.get('train_images', '?'):,} "
+             f"synthetic captchas ({summary.get('train_data')}) names each glyph from a crop around it and "
+             f"drops doubled boxes; held-out crop accuracy {summary.get('val_crop_accuracy', float('nan')):.4f}.\n")
+    (tmp / CARD).write_text(card)
+    replace_dir(tmp, out, force)
+    return out
+
+
+def load_glyph_reader(model_dir: str | Path):
+    """-> (glyph reader keras.Model, GlyphConfig) of a detector package with a second stage, else None."""
+    from kdetect.glyphs.config import GlyphConfig
+    from kdetect.glyphs.model import build_glyph_reader
+
+    model_dir = Path(model_dir)
+    if not (model_dir / GLYPH_CONFIG).is_file():
+        return None
+    gcfg = GlyphConfig.load(model_dir / GLYPH_CONFIG)
+    reader = build_glyph_reader(gcfg)
+    try:
+        reader.load_weights(str(model_dir / GLYPH_WEIGHTS))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{model_dir / GLYPH_WEIGHTS} cannot be loaded as the glyph reader {GLYPH_CONFIG} "
+                          f"describes ({err}); the package is damaged, write it again") from None
+    return reader, gcfg
 
 
 def load_any_package(model_dir: str | Path):

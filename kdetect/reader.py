@@ -21,7 +21,7 @@ class Reader(ABC):
     """Reads captchas with one model package, loaded on first use and kept."""
 
     def __init__(self, model_dir: str | Path, symbols: str | None = None, backend: str = "lite",
-                 guess_alphabet: bool = True):
+                 guess_alphabet: bool = True, length: int | None = None):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.model_dir = Path(model_dir)
@@ -32,6 +32,11 @@ class Reader(ABC):
         # Without symbols: read each captcha with the training alphabet its glyphs point to, where
         # the model knows its alphabets (kdetect/yolo/alphabet.py).
         self.guess_alphabet = guess_alphabet
+        # The answer length the site uses, if known (every read may also say it): a detector then
+        # reads that many glyphs. None: a fine-tuned package's recorded length, else any.
+        if length is not None and (not isinstance(length, int) or length < 1):
+            raise ConfigError(f"length must be a positive number of characters, not {length!r}")
+        self.length = length
         self.config = None  # the package's model config, once loaded
         self._lock = threading.Lock()
         self._loaded = False
@@ -41,8 +46,9 @@ class Reader(ABC):
         """Load the network and set self.config."""
 
     @abstractmethod
-    def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
-        """Readings of same-sized uint8 images [B, H, W, 3]; size is their (width, height)."""
+    def _read_arrays(self, images: np.ndarray, size: tuple[int, int], length: int | None = None) -> list[Reading]:
+        """Readings of same-sized uint8 images [B, H, W, 3]; size is their (width, height);
+        length the answer length, if known."""
 
     def check_length(self, length: int | None) -> None:
         """Raise LengthError if this model cannot read answers of `length` characters; the
@@ -70,6 +76,7 @@ class Reader(ABC):
                    length: int | None = None) -> list[Reading]:
         """Readings for many images; same-sized images run through the network together."""
         self.load()
+        length = length if length is not None else self.length
         self.check_length(length)
         arrays = [load_image(im) for im in images]
         readings: list[Reading | None] = [None] * len(arrays)
@@ -79,7 +86,7 @@ class Reader(ABC):
         for (h, w), indices in by_size.items():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start:start + batch_size]
-                for i, r in zip(chunk, self._read_arrays(np.stack([arrays[i] for i in chunk]), (w, h))):
+                for i, r in zip(chunk, self._read_arrays(np.stack([arrays[i] for i in chunk]), (w, h), length)):
                     readings[i] = r
         return readings
 
@@ -101,6 +108,25 @@ def inference(model, cfg, model_dir: str | Path, backend: str) -> Callable[[np.n
         return [o.numpy() for o in outputs] if isinstance(outputs, (list, tuple)) else [outputs.numpy()]
 
     return run
+
+
+def glyph_inference(reader, gcfg, model_dir: str | Path, backend: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """(uint8 images [B, H, W, 3], crop centres int32 [B, K]) -> the glyph reader's class
+    probabilities [B, K, charset + 1], run the way `backend` says."""
+    from kdetect.glyphs.model import serving_glyph_reader
+
+    if backend == "lite":
+        from kdetect.lite import lite_inference
+
+        run = lite_inference(reader, gcfg, model_dir, part="glyphs", serving=serving_glyph_reader(reader, gcfg, "uint8"))
+        return lambda images, centres: run(images, centres)[0]
+    import tensorflow as tf
+
+    serving = serving_glyph_reader(reader, gcfg, "uint8")
+    infer = tf.function(lambda images, centres: serving([images, centres]), reduce_retracing=True,
+                        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8),
+                                         tf.TensorSpec([None, None], tf.int32)])
+    return lambda images, centres: infer(images, centres).numpy()
 
 
 def compiled_inference(model, cfg):

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from kdetect.errors import ConfigError
-from kdetect.package import alphabets_line, ingredient_lines, load_package, read_training, save_package
+from kdetect.fsutil import check_replaceable
+from kdetect.package import (GLYPH_WEIGHTS, alphabets_line, glyph_writer, ingredient_lines, load_package,
+                             read_training, save_package)
 from kdetect.yolo.config import ModelConfig
 
 Weights = list[np.ndarray]
@@ -47,15 +49,17 @@ def greedy_soup(ingredients: Sequence[Weights], accuracy: Callable[[Weights], fl
 
 
 def average_packages(model_dirs: Sequence[str | Path], out_dir: str | Path, val_data: str | None = None,
-                     val_images: int = 1000, greedy: bool = False) -> dict:
+                     val_images: int = 1000, greedy: bool = False, force: bool = False) -> dict:
     """Write the package whose weights are the mean of model_dirs' (all of them, or with greedy the
     ones greedy_soup keeps on val_data). With val_data the decoding thresholds are re-tuned there
     and the held-out accuracy recorded. -> the new package's training record."""
     if len(model_dirs) < 2:
         raise ConfigError("averaging needs at least two model packages")
+    check_replaceable(out_dir, force)
     if greedy and not val_data:
         raise ConfigError("the greedy soup picks its ingredients on held-out data: give val_data (--val DIR)")
     loaded = [load_package(d) for d in model_dirs]
+    glyphs = shared_glyph_reader(model_dirs)
     detector, cfg = loaded[0]
     for d, (_, other) in zip(model_dirs[1:], loaded[1:]):
         if architecture(other) != architecture(cfg):
@@ -86,8 +90,21 @@ def average_packages(model_dirs: Sequence[str | Path], out_dir: str | Path, val_
         detector.set_weights(mean_weights(ingredients))
     record = {"averaged_from": [{"package": str(model_dirs[k]), "training": read_training(model_dirs[k])}
                                 for k in kept], **record}
-    save_package(out_dir, detector, cfg, record, soup_card(cfg, record, len(model_dirs)))
+    save_package(out_dir, detector, cfg, record, soup_card(cfg, record, len(model_dirs)), force,
+                 glyph_writer(model_dirs[0]) if glyphs else None)
     return record
+
+
+def shared_glyph_reader(model_dirs: Sequence[str | Path]) -> bool:
+    """Whether the ingredients share one glyph reader (kept in the soup); False where none has one.
+    Different ones, or some without, cannot be averaged with the detectors: refused."""
+    files = [Path(d) / GLYPH_WEIGHTS for d in model_dirs]
+    if not any(f.is_file() for f in files):
+        return False
+    if not all(f.is_file() for f in files) or len({f.read_bytes() for f in files}) != 1:
+        raise ConfigError("the packages have different glyph readers (or only some have one); average their "
+                          "detectors without them, then pair the soup with one: kdetect train-glyphs --detector")
+    return True
 
 
 def soup_card(cfg: ModelConfig, record: dict, offered: int) -> str:

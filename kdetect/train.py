@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -17,9 +18,10 @@ import tensorflow as tf
 from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
-from kdetect.fsutil import write_atomic
+from kdetect.ema import WeightEMA
+from kdetect.fsutil import check_replaceable, write_atomic
 from kdetect.errors import ConfigError
-from kdetect.package import alphabets_line, lineage, read_training, save_package
+from kdetect.package import alphabets_line, glyph_writer, lineage, read_training, save_package
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
 from kdetect.yolo.config import ModelConfig
 from kdetect.yolo.decode import decode_batch
@@ -56,6 +58,9 @@ class TrainConfig(JsonConfig):
     # set (a fine-tune's few hundred real captchas) picks thresholds by one or two images: keep
     # the starting model's there.
     tune_thresholds: bool = True
+    # An exponential moving average of the weights (decay per step, e.g. 0.999: a horizon of about
+    # 1,000 steps) is what each epoch measures, keeps as the best and packages; 0 turns it off.
+    ema_decay: float = 0.0
     # Start from a model package (its anchors and weights) instead of from scratch: longer
     # training spread over several sessions, or fine-tuning on other data.
     init_from: str | None = None
@@ -68,6 +73,9 @@ class TrainConfig(JsonConfig):
     def validate(self) -> None:
         if not 0.0 <= float(self.augment) <= 1.0:
             raise ConfigError(f"augment is the fraction of images augmented, 0 to 1 (or true/false), not {self.augment!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay is the moving average's decay per step, 0 (off) or below 1 "
+                              f"(e.g. 0.999), not {self.ema_decay!r}")
 
 
 class YoloTrainer(keras.Model):
@@ -138,7 +146,7 @@ def validation_arrays(data_dir: str, cfg: InputSize, limit: int) -> tuple[np.nda
 
 def string_accuracy(detector: keras.Model, images: np.ndarray, texts: list[str], cfg: ModelConfig) -> float:
     outputs = detector.predict(images, batch_size=256, verbose=0)
-    readings = decode_batch([np.asarray(o) for o in outputs], cfg)
+    readings = decode_batch([np.asarray(o) for o in outputs], cfg, length=cfg.answer_length)
     return float(np.mean([r.text == t for r, t in zip(readings, texts)]))
 
 
@@ -165,12 +173,14 @@ class StringAccuracy(keras.callbacks.Callback):
     held-out set with the model as it stands and returns the fraction of answers read right.
 
     Each epoch's result goes to history_path (JSON lines: epoch, accuracy, training seconds so
-    far), which also carries the best score and the clock across a resumed run."""
+    far), which also carries the best score and the clock across a resumed run. `weights`, a
+    context manager, puts the weights to judge in the model (the moving average's, say)."""
 
     def __init__(self, model: keras.Model, measure: Callable[[], float], best_path: Path,
-                 log: Callable[[str], None], history_path: Path | None = None):
+                 log: Callable[[str], None], history_path: Path | None = None,
+                 weights: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         super().__init__()
-        self.watched, self.measure = model, measure
+        self.watched, self.measure, self.weights = model, measure, weights
         self.best_path, self.log, self.history_path = best_path, log, history_path
         past = read_history(history_path) if history_path and best_path.is_file() else []
         self.best = max((h["val_string_acc"] for h in past), default=-1.0)
@@ -178,14 +188,15 @@ class StringAccuracy(keras.callbacks.Callback):
         self.started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        acc = self.measure()
+        with self.weights():
+            acc = self.measure()
+            if acc > self.best:
+                self.best = acc
+                tmp = self.best_path.with_name("tmp-" + self.best_path.name)
+                self.watched.save_weights(str(tmp))
+                os.replace(tmp, self.best_path)
         if logs is not None:
             logs["val_string_acc"] = acc
-        if acc > self.best:
-            self.best = acc
-            tmp = self.best_path.with_name("tmp-" + self.best_path.name)
-            self.watched.save_weights(str(tmp))
-            os.replace(tmp, self.best_path)
         if self.history_path:
             seconds = round(self.seconds_before + time.time() - self.started, 1)
             with open(self.history_path, "a") as f:
@@ -235,17 +246,21 @@ def fit_anchors(data_dir: str, cfg: ModelConfig, seed: int) -> tuple[ModelConfig
 
 
 def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str], None] = lambda s: None,
-          verbose: int = 1) -> dict:
-    """Train (resuming from out_dir/backup if a run was interrupted); writes out_dir/model and returns its summary."""
+          verbose: int = 1, force: bool = False) -> dict:
+    """Train (resuming from out_dir/backup if a run was interrupted); writes out_dir/model and returns
+    its summary. An out_dir/model holding what kdetect did not write is refused before training,
+    unless force."""
     keras.utils.set_random_seed(tc.seed)
     out = Path(tc.out_dir)
+    check_replaceable(out / "model", force)
     out.mkdir(parents=True, exist_ok=True)
     train_manifest = load_manifest(tc.train_data)
     load_manifest(tc.val_data)
     cfg = tc.model
     if tc.init_from:
         cfg = dataclasses.replace(ModelConfig.load(Path(tc.init_from) / "config.json"),
-                                  score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou)
+                                  score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
+                                  answer_length=cfg.answer_length)
         log(f"starting from {tc.init_from} (anchors {cfg.anchors})")
     elif tc.kmeans_anchors:
         cfg, fit = fit_anchors(tc.train_data, cfg, tc.seed)
@@ -266,9 +281,12 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
         trainer.compile(optimizer=make_optimizer(tc))
     val_images, val_texts = validation_arrays(tc.val_data, cfg, tc.val_images)
     best = out / "best.weights.h5"
+    # Before the accuracy and the backup, so both see the epoch's last average.
+    ema = [WeightEMA(detector, tc.ema_decay, out / "ema.npz")] if tc.ema_decay else []
     accuracy = StringAccuracy(detector, lambda: string_accuracy(detector, val_images, val_texts, cfg), best, log,
-                              out / HISTORY)
+                              out / HISTORY, weights=ema[0].applied if ema else contextlib.nullcontext)
     callbacks = [
+        *ema,
         accuracy,
         # double_checkpoint: a kill while the backup is being written falls back to the one before.
         keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
@@ -282,26 +300,27 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     # A resumed run's total comes from its validation history, which survives the kill.
     run = {"epochs_run": len(read_history(out / HISTORY)), "epochs_run_this_session": len(history.history.get("loss", [])),
            "seconds_this_session": round(seconds, 1), "devices": strategy.num_replicas_in_sync}
-    return _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run)
+    return _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run, force=force)
 
 
-def package_best(tc: TrainConfig, out_dir: str | Path | None = None) -> dict:
+def package_best(tc: TrainConfig, out_dir: str | Path | None = None, force: bool = False) -> dict:
     """Package the best checkpoint so far of tc's run, which may still be going or have been
     stopped (thresholds tuned on the validation set as at the end of training)."""
     out = Path(tc.out_dir)
     best = out / "best.weights.h5"
     if not best.is_file():
         raise ConfigError(f"{out} has no best.weights.h5 yet: a checkpoint appears after the first epoch")
+    check_replaceable(out_dir or out / "model", force)
     cfg = ModelConfig.load(out / "model_config.json")
     detector = build_detector(cfg)
     val_images, val_texts = validation_arrays(tc.val_data, cfg, tc.val_images)
     history = read_history(out / HISTORY)
     run = {"checkpoint": "best so far of the run", "epochs_run": len(history),
            "seconds": history[-1]["seconds"] if history else None}
-    return _package(tc, cfg, detector, best, val_images, val_texts, load_manifest(tc.train_data), run, out_dir)
+    return _package(tc, cfg, detector, best, val_images, val_texts, load_manifest(tc.train_data), run, out_dir, force)
 
 
-def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run, out_dir=None) -> dict:
+def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run, out_dir=None, force=False) -> dict:
     detector.load_weights(str(best))
     if tc.tune_thresholds:
         cfg = tune_thresholds(detector, val_images, val_texts, cfg)
@@ -316,7 +335,9 @@ def _package(tc, cfg, detector, best, val_images, val_texts, train_manifest, run
     if tc.init_from:
         # The whole lineage travels with the model: a continued run is only reproducible from its parents.
         summary["init_from"] = {"package": tc.init_from, "training": read_training(tc.init_from)}
-    save_package(out_dir or Path(tc.out_dir) / "model", detector, cfg, summary, model_card(cfg, tc, summary))
+    # The glyph reader of a two-stage package it continues stays with it: it reads any detector's boxes.
+    save_package(out_dir or Path(tc.out_dir) / "model", detector, cfg, summary, model_card(cfg, tc, summary), force,
+                 glyph_writer(tc.init_from))
     return summary
 
 
@@ -338,7 +359,8 @@ def model_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
         f"{cfg.input_width}, strides {cfg.strides}, charset `{cfg.charset}`.\n\n"
         + data +
         f"- Training: batch {tc.batch_size}, up to {tc.epochs} epochs of {tc.steps_per_epoch} steps, AdamW with "
-        f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}.\n"
+        f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}"
+        + (f", weights averaged (EMA, decay {tc.ema_decay})" if tc.ema_decay else "") + ".\n"
         f"- Held-out {'labelled' if labelled else 'synthetic'} validation ({summary['val_images']} images, "
         f"{tc.val_data}): full-string accuracy {summary['val_string_accuracy']:.4f}.\n"
         + alphabets_line(cfg) + lineage(summary) + real

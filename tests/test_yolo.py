@@ -175,3 +175,18 @@ def test_a_config_refuses_an_alphabet_outside_its_charset():
     with pytest.raises(ConfigError, match="alphabet 'ABC'"):
         ModelConfig.from_dict({"alphabets": ["0123456789", "ABC"]})
     assert ModelConfig.from_dict({"alphabets": ["0123", "0123"]}).alphabets == ("0123", "0123")
+
+
+def test_a_known_length_drops_a_doubled_glyph_and_takes_back_a_faint_one():
+    cfg = dataclasses.replace(CFG, anchors=((20, 40),) * 6)
+    raw8, raw16 = glyph_row(["3", "5", "8"], cfg)
+    faint = raw8[4, 11, 0]  # a fourth glyph whose objectness (sigmoid(-2.5) ~ 0.08) misses the threshold
+    faint[4], faint[5 + 7] = -2.5, 6
+    assert decode([raw8, raw16], cfg).text == "358"
+    assert decode([raw8, raw16], cfg, length=4).text == "3587"
+    # A doubled glyph (a weaker box a cell beside the 5) goes when three glyphs are asked for.
+    raw8[4, 6, 0, 4], raw8[4, 6, 0, 5 + 5] = 1.0, 6
+    assert decode([raw8, raw16], cfg).text == "3558"
+    assert decode([raw8, raw16], cfg, length=3).text == "358"
+    with pytest.raises(ConfigError, match="answer_length"):
+        dataclasses.replace(cfg, answer_length=0).validate()

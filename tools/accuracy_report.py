@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Accuracy of a model package on fresh synthetic captchas of every preset and on ../shared/realval.
 
-    python tools/accuracy_report.py [--model DIR] [--count 1000] [--seed 4242]
+    python tools/accuracy_report.py [--model DIR] [--count 1000] [--seed 4242] [--fonts DIR ...]
+
+The synthetic captchas are drawn with the presets' own font strips, or with --fonts: KCAPTCHA's
+(../shared/kcaptcha-fonts) for the real engines' faces, or strips no model trained on
+(python tools/make_fonts.py --unseen --out data/fonts-unseen) for fonts a site may swap in.
 
 The same numbers come from `kdetect generate ... && kdetect eval DIR`; this runs them all and
 prints one Markdown table (the README's).
@@ -38,6 +42,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4242, help="a seed no training or validation set used")
     parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
     parser.add_argument("--out", type=Path, default=Path("out/accuracy"))
+    parser.add_argument("--fonts", type=Path, nargs="+", help="folders of font strips to draw the synthetic captchas with")
+    parser.add_argument("--no-realval", dest="realval_too", action="store_false", help="synthetic captchas only")
     parser.add_argument("--known-symbols", action="store_true",
                         help="read each preset with its allowed_symbols, as a site owner who knows them would")
     args = parser.parse_args()
@@ -46,11 +52,16 @@ def main() -> None:
     for preset in PRESETS:
         config = renderer.load_config(renderer.preset_path(preset))
         solver = Solver(args.model, preset_symbols(config) if args.known_symbols else None)
+        if args.fonts:
+            folders = [str(f.resolve()) for f in args.fonts]
+            config["fonts"] = folders[0] if len(folders) == 1 else folders
         spec = DatasetSpec(config=config, seed=args.seed, count=args.count, preset=preset)
         generate(spec, args.out / preset)
         syn = evaluate(solver, args.out / preset)
         cells = [f"{syn['accuracy']:.2%} of {syn['images']}", f"{syn['char_accuracy']:.2%}"]
-        if (args.realval / preset).is_dir():
+        if not args.realval_too:
+            cells += ["not read", "not read"]
+        elif (args.realval / preset).is_dir():
             real = evaluate(solver, args.realval / preset)
             cells += [f"{real['accuracy']:.2%} of {real['images']}", f"{real['char_accuracy']:.2%}"]
         else:

@@ -93,6 +93,14 @@ DEFAULT_FONTS = {
     f"{_ADF}/AccanthisADFStd-Bold.otf": "fonts-adf-accanthis",
     f"{_ADF}/BaskervaldADFStd-Bold.otf": "fonts-adf-baskervald",
 }
+# Families no shipped model has trained on, held out to measure how a model reads a font a site
+# swaps in (--unseen): a Bookman, a Century Schoolbook and a slab-ish modern serif.
+UNSEEN_FONTS = {
+    f"{_GYRE}/texgyrebonum-bold.otf": "fonts-texgyre",
+    f"{_GYRE}/texgyreschola-bold.otf": "fonts-texgyre",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf": "fonts-dejavu-core",
+}
+KNOWN_FONTS = {**DEFAULT_FONTS, **UNSEEN_FONTS}
 # Strip names for files whose stem says little.
 STRIP_NAMES = {
     "LinLibertine_RB": "linux_libertine_bold",
@@ -369,7 +377,7 @@ def save_png(img: Image.Image, path: Path) -> None:
 def check_installed(paths: list[str]) -> None:
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        lines = [f"  {p}" + (f"  (apt-get install {DEFAULT_FONTS[p]})" if p in DEFAULT_FONTS else "")
+        lines = [f"  {p}" + (f"  (apt-get install {KNOWN_FONTS[p]})" if p in KNOWN_FONTS else "")
                  for p in missing]
         sys.exit("font file(s) not found:\n" + "\n".join(lines))
 
@@ -378,6 +386,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("fonts", nargs="*", default=list(DEFAULT_FONTS),
                     help="font files (.otf/.ttf); default: the bold serifs listed in DEFAULT_FONTS")
+    ap.add_argument("--unseen", action="store_true",
+                    help="the held-out families of UNSEEN_FONTS, calibrated strips only, instead of the default fonts")
     ap.add_argument("--variants", type=int, default=1, choices=range(len(VARIANTS) + 1),
                     help="variant strips per font besides the calibrated one, VARIANTS taken in turn "
                          "(default: 1)")
@@ -390,6 +400,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.warps < 0 or args.stresses < 0:
         ap.error(f"--warps and --stresses must be 0 or more, got {args.warps} and {args.stresses}")
+    if args.unseen:
+        args.fonts, args.variants = list(UNSEEN_FONTS), 0
     check_installed(args.fonts)
     args.out.mkdir(parents=True, exist_ok=True)
     warps = [f"warp{k + 1}" for k in range(args.warps)] + [f"stress{k + 1}" for k in range(args.stresses)]

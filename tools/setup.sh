@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(php-cli php-gd python3-venv fonts-urw-base35 fonts-texgyre fonts-liberation
               fonts-freefont-ttf fonts-crosextra-caladea fonts-linuxlibertine fonts-cardo
-              fonts-ebgaramond fonts-vollkorn fonts-adf-accanthis fonts-adf-baskervald
+              fonts-ebgaramond fonts-vollkorn fonts-adf-accanthis fonts-adf-baskervald fonts-dejavu-core
               chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do

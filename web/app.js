@@ -5,14 +5,16 @@
 // (waiting for an image), "done" (a result is shown), "error" (see #status; dataset.error says
 // which: "no-tfjs", "no-model", "bad-model", "image").
 
-import { decode, decodeClassifier } from './decode.js';
+import { cropCentres, decode, decodeClassifier, proposals, refine } from './decode.js';
 
 const MODEL_URL = 'model/model.json';
 const META_URL = 'model/metadata.json';
+const GLYPHS_URL = 'model/glyphs/model.json'; // the second stage, where metadata.glyphs says there is one
 const FORMAT = 'kdetect-tfjs-1';
 
 const $ = (id) => document.getElementById(id);
 let model = null;
+let glyphModel = null;
 let meta = null;
 let busy = false;
 
@@ -100,44 +102,70 @@ async function loadModel() {
   }
   meta = metadata;
   model = await tf.loadGraphModel(MODEL_URL);
+  if (meta.glyphs) glyphModel = await tf.loadGraphModel(GLYPHS_URL);
 
   // One warm-up run so the first timed image does not pay for shader compilation.
   const warm = tf.zeros([1, meta.input_height, meta.input_width, 3]);
   try {
-    const out = await runGraph(warm);
+    const out = await runGraph(model, warm);
     tf.dispose(out);
+    if (glyphModel) {
+      const centres = tf.zeros([1, 1], 'int32');
+      tf.dispose(await runGraph(glyphModel, { image: warm, centres }));
+      centres.dispose();
+    }
   } finally {
     warm.dispose();
   }
 }
 
 /** Runs the graph; `execute` when it can, `executeAsync` for graphs with control flow. */
-async function runGraph(input) {
+async function runGraph(graph, input) {
   try {
-    return model.execute(input);
+    return graph.execute(input);
   } catch (err) {
-    if (/executeAsync/.test(String(err && err.message))) return model.executeAsync(input);
+    if (/executeAsync/.test(String(err && err.message))) return graph.executeAsync(input);
     throw err;
   }
 }
 
-/** Image -> raw outputs as {data, shape} (decode.js matches them to scales by grid shape) and
- * the milliseconds taken, including reading the outputs back from the accelerator. */
+/** A graph's result -> its outputs as {data, shape} (decode.js matches them to scales by grid
+ * shape), read back from the accelerator and disposed. */
+async function readBack(result) {
+  const tensors = Array.isArray(result) ? result : [result];
+  try {
+    return await Promise.all(tensors.map(async (t) => ({ data: await t.data(), shape: t.shape })));
+  } finally {
+    tf.dispose(tensors);
+  }
+}
+
+/** Image -> {reading, ms}: the answer and the milliseconds taken by both stages, reading the
+ * outputs back from the accelerator included. */
 async function infer(image) {
   const start = performance.now();
   const input = tf.tidy(() => tf.browser.fromPixels(image).toFloat().expandDims(0));
-  let result;
   try {
-    result = await runGraph(input);
+    const outputs = await readBack(await runGraph(model, input));
+    let reading;
+    if (meta.kind === 'classifier') {
+      reading = decodeClassifier(outputs[0], meta);
+    } else if (glyphModel) {
+      const proposal = proposals(outputs, meta, image.naturalWidth, image.naturalHeight);
+      const columns = cropCentres(proposal, image.naturalWidth, meta);
+      const centres = tf.tensor2d(columns, [1, columns.length], 'int32');
+      try {
+        const [probs] = await readBack(await runGraph(glyphModel, { image: input, centres }));
+        reading = refine(proposal, probs, meta);
+      } finally {
+        centres.dispose();
+      }
+    } else {
+      reading = decode(outputs, meta, image.naturalWidth, image.naturalHeight);
+    }
+    return { reading, ms: performance.now() - start };
   } finally {
     input.dispose();
-  }
-  const tensors = Array.isArray(result) ? result : [result];
-  try {
-    const outputs = await Promise.all(tensors.map(async (t) => ({ data: await t.data(), shape: t.shape })));
-    return { outputs, ms: performance.now() - start };
-  } finally {
-    tf.dispose(tensors);
   }
 }
 
@@ -217,8 +245,7 @@ async function read(blob) {
   setStatus('Reading&hellip;');
   try {
     const image = await loadImage(blob);
-    const { outputs, ms } = await infer(image);
-    const reading = readOutputs(outputs, image);
+    const { reading, ms } = await infer(image);
     draw(image, reading);
     show(reading, ms);
     setStatus(`Read a ${image.naturalWidth}&times;${image.naturalHeight} image. Drop, paste or pick another.`);
@@ -269,20 +296,14 @@ function wireInputs() {
   });
 }
 
-/** Raw outputs -> {text, confidence, glyphs} for either kind of exported model. */
-function readOutputs(outputs, image) {
-  if (meta.kind === 'classifier') return decodeClassifier(outputs[0], meta);
-  return decode(outputs, meta, image.naturalWidth, image.naturalHeight);
-}
-
 /** Reads the image at url (anything the page can fetch) without touching the page: the hook
  * that browser tests and bench/bench_browser.py drive, through the same steps as the page. */
 async function readUrl(url) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   const image = await loadImage(await response.blob());
-  const { outputs, ms } = await infer(image);
-  return { ...readOutputs(outputs, image), ms };
+  const { reading, ms } = await infer(image);
+  return { ...reading, ms };
 }
 
 async function main() {

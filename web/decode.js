@@ -175,13 +175,24 @@ export function nms(boxes, scores, iouThreshold) {
   return keep;
 }
 
-/** Candidate indices of one image's glyphs, left to right: score threshold, then NMS. */
-function glyphIndices(all, meta) {
+// With a known answer length, candidates down to this score may fill a glyph the threshold lost.
+export const LENGTH_FLOOR = 0.02;
+
+/** The lowest score a glyph may have (decode.py's score_floor). */
+function scoreFloor(threshold, length) {
+  return length === null ? threshold : Math.min(threshold, LENGTH_FLOOR);
+}
+
+/** Candidate indices of one image's glyphs, left to right: score threshold, then NMS; with a
+ * known answer length, the `length` best that NMS keeps down to the floor. */
+function glyphIndices(all, meta, length = null) {
+  const floor = scoreFloor(meta.score_threshold, length);
   const sure = [];
   all.scores.forEach((score, i) => {
-    if (score >= meta.score_threshold) sure.push(i);
+    if (score >= floor) sure.push(i);
   });
-  const keep = nms(sure.map((i) => all.boxes[i]), sure.map((i) => all.scores[i]), meta.nms_iou).map((k) => sure[k]);
+  let keep = nms(sure.map((i) => all.boxes[i]), sure.map((i) => all.scores[i]), meta.nms_iou).map((k) => sure[k]);
+  if (length !== null) keep = keep.slice(0, length);
   const centreX = (i) => (all.boxes[i][0] + all.boxes[i][2]) / 2;
   return keep.sort((i, j) => centreX(i) - centreX(j));
 }
@@ -221,16 +232,18 @@ export function guessAlphabet(classProbs, alphabets, charset) {
 
 /** One image's raw outputs -> {text, confidence, glyphs}. See the header for the conventions.
  * Where meta.alphabets lists the training alphabets, the captcha is read with the one its glyphs
- * point to, unless options.guessAlphabet is false. */
-export function decode(outputs, meta, imageWidth, imageHeight, { guessAlphabet: guess = true } = {}) {
+ * point to, unless options.guessAlphabet is false. options.length (else meta.answer_length, a
+ * fine-tuned site's) is the answer length, if known. */
+export function decode(outputs, meta, imageWidth, imageHeight, { guessAlphabet: guess = true, length } = {}) {
+  const answerLength = length ?? meta.answer_length ?? null;
   const anchors = anchorsOf(outputs, meta);
   let all = { boxes: anchors.boxes, ...bestClasses(anchors, meta, null) };
-  let keep = glyphIndices(all, meta);
+  let keep = glyphIndices(all, meta, answerLength);
   if (guess && meta.alphabets && meta.alphabets.length > 0) {
     const probs = keep.map((i) => anchors.logits(i).map(sigmoid));
     // Only the classes change: the boxes stay those decoded above.
     all = { boxes: anchors.boxes, ...bestClasses(anchors, meta, guessAlphabet(probs, meta.alphabets, meta.charset)) };
-    keep = glyphIndices(all, meta);
+    keep = glyphIndices(all, meta, answerLength);
   }
   const w = imageWidth ?? meta.input_width;
   const h = imageHeight ?? meta.input_height;
@@ -262,4 +275,72 @@ export function decodeClassifier(output, meta) {
   }
   const confidence = glyphs.reduce((prod, g) => prod * g.score, 1);
   return { text: glyphs.map((g) => g.char).join(''), confidence, glyphs };
+}
+
+// The second stage (kdetect/glyphs/decode.py), where meta.glyphs describes a glyph reader:
+// proposals() gives the detector's glyphs down to the reader's proposal threshold, cropCentres()
+// the columns the reader crops around, and refine() keeps and names the glyphs from the
+// reader's probabilities (the last class of each row: no glyph centred there).
+
+/** The detector's proposals for the glyph reader: its candidates down to
+ * min(score_threshold, glyphs.proposal_threshold) (and the length floor, with a known answer
+ * length), NMS, left to right, no alphabet guess. */
+export function proposals(outputs, meta, imageWidth, imageHeight, { length } = {}) {
+  const answerLength = length ?? meta.answer_length ?? null;
+  const threshold = scoreFloor(Math.min(meta.score_threshold, meta.glyphs.proposal_threshold), answerLength);
+  const proposing = { ...meta, score_threshold: threshold, answer_length: null };
+  return decode(outputs, proposing, imageWidth, imageHeight, { guessAlphabet: false });
+}
+
+/** Each proposal's box centre as a column of the reader's input -> Int32Array [K], K the
+ * proposals (at least 1, at most glyphs.max_glyphs; an unused slot stays 0). */
+export function cropCentres(proposal, imageWidth, meta) {
+  const g = meta.glyphs;
+  const count = Math.min(Math.max(proposal.glyphs.length, 1), g.max_glyphs);
+  const centres = new Int32Array(count);
+  proposal.glyphs.slice(0, count).forEach((glyph, k) => {
+    centres[k] = Math.floor(((glyph.box[0] + glyph.box[2]) / 2) * (g.input_width / imageWidth) + 0.5);
+  });
+  return centres;
+}
+
+/** A proposal and the reader's probabilities for its crops ({data, shape [K, C + 1]} or nested,
+ * a batch of 1 allowed) -> {text, confidence, glyphs}. With a known answer length (options, else
+ * meta.answer_length) the `length` crops likeliest to hold a glyph are kept. */
+export function refine(proposal, probs, meta, { guessAlphabet: guess = true, length } = {}) {
+  const answerLength = length ?? meta.answer_length ?? null;
+  const g = meta.glyphs;
+  const { data, shape } = flatOutput(probs, 2, '[glyphs, classes]');
+  const C = g.charset.length;
+  if (shape[1] !== C + 1) throw new Error(`glyph reader output [${shape}] needs ${C + 1} classes`);
+  const count = Math.min(proposal.glyphs.length, g.max_glyphs, shape[0]);
+  const none = (k) => data[k * (C + 1) + C];
+  let kept = [];
+  for (let k = 0; k < count; k += 1) {
+    if (answerLength !== null || none(k) < g.reject_threshold) kept.push(k);
+  }
+  if (answerLength !== null) {
+    // Array.prototype.sort is stable, as numpy's argsort(kind="stable").
+    kept = kept.sort((a, b) => none(a) - none(b)).slice(0, answerLength).sort((a, b) => a - b);
+  }
+  const rows = kept.map((k) => Array.from({ length: C }, (_, c) => data[k * (C + 1) + c]));
+  let symbols = null;
+  if (guess && meta.alphabets && meta.alphabets.length > 0 && rows.length > 0) {
+    symbols = guessAlphabet(rows, meta.alphabets, g.charset);
+  }
+  const glyphs = kept.map((k, n) => {
+    let best = 0;
+    let bestP = -Infinity;
+    rows[n].forEach((p, c) => {
+      const masked = symbols === null || symbols.includes(g.charset[c]) ? p : 0;
+      // Strictly greater: ties keep the first class, as numpy's argmax does.
+      if (masked > bestP) {
+        bestP = masked;
+        best = c;
+      }
+    });
+    return { char: g.charset[best], score: bestP, box: proposal.glyphs[k].box };
+  });
+  const confidence = glyphs.length ? glyphs.reduce((p, x) => p * x.score, 1) : 0;
+  return { text: glyphs.map((x) => x.char).join(''), confidence, glyphs };
 }

@@ -25,7 +25,7 @@ class ClassifierReader(Reader):
         classifier, self.config = load_classifier_package(self.model_dir)
         self._infer = inference(classifier, self.config, self.model_dir, self.backend)
 
-    def _read_arrays(self, images: np.ndarray, size: tuple[int, int]) -> list[Reading]:
+    def _read_arrays(self, images: np.ndarray, size: tuple[int, int], length: int | None = None) -> list[Reading]:
         return [decode_probabilities(p, self.config.charset, self.symbols) for p in self._infer(images)[0]]
 
     def check_length(self, length: int | None) -> None:

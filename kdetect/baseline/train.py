@@ -24,7 +24,7 @@ from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
 from kdetect.errors import DatasetError
-from kdetect.fsutil import write_atomic
+from kdetect.fsutil import check_replaceable, write_atomic
 from kdetect.train import HISTORY, StringAccuracy, make_optimizer, make_strategy, validation_arrays
 from kdetect.yolo.preprocess import preprocess
 
@@ -117,6 +117,7 @@ def train_classifier(tc: ClassifierTrainConfig, devices: list[str] | None = None
     """Train (resuming from out_dir/backup if a run was interrupted); writes out_dir/model and returns its summary."""
     keras.utils.set_random_seed(tc.seed)
     out = Path(tc.out_dir)
+    check_replaceable(out / "model")  # before hours of training, not after
     out.mkdir(parents=True, exist_ok=True)
     cfg = tc.model
     train_manifest = load_manifest(tc.train_data)

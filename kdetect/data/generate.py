@@ -84,11 +84,13 @@ def _claim(out: Path, spec: DatasetSpec) -> None:
         if json.loads(path.read_text()) != settings:
             raise DatasetError(f"{out} already holds a dataset made with other settings ({path}); "
                                "choose a new --out folder, or delete that one to start again")
-        return
-    if any(p.name not in {SETTINGS, "config.json", "fonts.json"} for p in out.iterdir()):
+    elif any(out.iterdir()):
+        # Even a lone config.json may be the user's own: only a folder that is already ours is written to.
         raise DatasetError(f"{out} is not empty and is not a kdetect dataset; choose an empty --out folder")
+    else:
+        write_atomic(path, json.dumps(settings, indent=2) + "\n")
+    # After the settings, which claim the folder: a run killed in between rewrites it on resume.
     write_atomic(out / "config.json", json.dumps(spec.config, indent=2) + "\n")
-    write_atomic(path, json.dumps(settings, indent=2) + "\n")
 
 
 def _check_fonts(out: Path, fonts: dict[str, str]) -> None:

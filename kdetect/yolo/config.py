@@ -40,6 +40,9 @@ class ModelConfig(JsonConfig):
     alphabets: tuple[str, ...] = ()
     # False in a compacted package (kdetect/compact.py): batch norm folded into the convolutions.
     batch_norm: bool = True
+    # The one answer length of the site a model was fine-tuned for (kdetect finetune records it
+    # when every label has it); decoding then reads that many glyphs. None: any length.
+    answer_length: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -73,6 +76,8 @@ class ModelConfig(JsonConfig):
                 raise ConfigError(f"input {self.input_height}x{self.input_width} is not a multiple of stride {s}")
         if len(set(self.charset)) != len(self.charset):
             raise ConfigError("charset has repeated characters")
+        if self.answer_length is not None and not 1 <= self.answer_length <= self.max_boxes:
+            raise ConfigError(f"answer_length must be 1 to max_boxes ({self.max_boxes}) or null, not {self.answer_length}")
         for alphabet in self.alphabets:
             if not alphabet or set(alphabet) - set(self.charset):
                 raise ConfigError(f"alphabet {alphabet!r} must be a non-empty string of charset characters "

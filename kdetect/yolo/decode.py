@@ -111,11 +111,21 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
-def glyph_indices(boxes: np.ndarray, scores: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+# With a known answer length, candidates down to this score may fill a glyph the threshold lost.
+LENGTH_FLOOR = 0.02
+
+
+def score_floor(cfg: ModelConfig, length: int | None = None) -> float:
+    """The lowest score a glyph may have: the threshold, or with a known length LENGTH_FLOOR too."""
+    return cfg.score_threshold if length is None else min(cfg.score_threshold, LENGTH_FLOOR)
+
+
+def glyph_indices(boxes: np.ndarray, scores: np.ndarray, cfg: ModelConfig, length: int | None = None) -> np.ndarray:
     """One image's candidates [K, 4], [K] -> the indices of its glyphs, left to right: the score
-    threshold, then NMS."""
-    sure = np.flatnonzero(scores >= cfg.score_threshold)
-    keep = sure[nms(boxes[sure], scores[sure], cfg.nms_iou)]
+    threshold, then NMS; with a known answer length, the `length` best that NMS keeps down to the
+    floor (so a doubled glyph's weaker box goes and a faint glyph comes back)."""
+    sure = np.flatnonzero(scores >= score_floor(cfg, length))
+    keep = sure[nms(boxes[sure], scores[sure], cfg.nms_iou)][:length]
     return keep[np.argsort((boxes[keep, 0] + boxes[keep, 2]) / 2, kind="stable")]
 
 
@@ -133,25 +143,27 @@ def reading(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, cfg: Mod
 
 
 def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, int] | None = None,
-           symbols: str | None = None, guess_alphabet: bool = True) -> Reading:
+           symbols: str | None = None, guess_alphabet: bool = True, length: int | None = None) -> Reading:
     """One image's raw outputs -> Reading. image_size (width, height) scales boxes back to the
     original picture; without it boxes are in model-input pixels. See decode_batch for the rest."""
     return decode_batch([o[None] for o in outputs], cfg, [image_size] if image_size else None,
-                        symbols, guess_alphabet)[0]
+                        symbols, guess_alphabet, length)[0]
 
 
 def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[tuple[int, int]] | None = None,
-                 symbols: str | None = None, guess_alphabet: bool = True) -> list[Reading]:
+                 symbols: str | None = None, guess_alphabet: bool = True, length: int | None = None) -> list[Reading]:
     """Batched outputs [B, gh, gw, A, 5+C] per scale -> one Reading per image.
 
     symbols: the characters the captchas are known to use; others never win. Without them, and
     when the model knows its training alphabets, each captcha is read with the alphabet its
-    glyphs point to (alphabet.py) unless guess_alphabet is False."""
+    glyphs point to (alphabet.py) unless guess_alphabet is False. length: the answer length, if
+    known (see glyph_indices)."""
     flat = flat_outputs(outputs, cfg)  # [B, K, 5+C]
     objectness = sigmoid(flat[..., 4])  # [B, K]
+    floor = score_floor(cfg, length)
     # A score is objectness times a class probability, so only anchors whose objectness reaches
-    # the threshold can become glyphs: decode those alone (a few dozen of K per image).
-    image, anchor = np.nonzero(objectness >= cfg.score_threshold)  # [M] each, by image then anchor
+    # the floor can become glyphs: decode those alone (a few dozen of K per image).
+    image, anchor = np.nonzero(objectness >= floor)  # [M] each, by image then anchor
     rows = flat[image, anchor]  # [M, 5+C]
     boxes, objectness, logits = anchor_boxes(rows, anchor, cfg), objectness[image, anchor], rows[:, 5:]
     scores, classes = best_class(objectness, logits, symbol_mask(cfg.charset, symbols))
@@ -160,14 +172,14 @@ def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[
     for i in range(len(flat)):
         own = slice(bounds[i], bounds[i + 1])
         box, score, cls = boxes[own], scores[own], classes[own]
-        keep = glyph_indices(box, score, cfg)
+        keep = glyph_indices(box, score, cfg, length)
         if symbols is None and guess_alphabet and cfg.alphabets:
             allowed = symbol_mask(cfg.charset, alphabet_of(logits[own][keep], cfg))
-            # Where every candidate over the threshold already reads inside the alphabet, the
+            # Where every candidate over the floor already reads inside the alphabet, the
             # restricted pass would find the same glyphs: only scores under it can drop.
-            if not allowed[cls[score >= cfg.score_threshold]].all():
+            if not allowed[cls[score >= floor]].all():
                 score, cls = best_class(objectness[own], logits[own], allowed)
-                keep = glyph_indices(box, score, cfg)
+                keep = glyph_indices(box, score, cfg, length)
         readings.append(reading(box, score, cls, cfg, image_sizes[i] if image_sizes else None, keep))
     return readings
 

@@ -1,0 +1,48 @@
+"""The glyph reader's configuration, saved in a detector package as glyphs.json beside its weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kdetect.charset import CHARSET
+from kdetect.configio import JsonConfig
+from kdetect.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GlyphConfig(JsonConfig):
+    what = "glyph reader config"
+
+    # Crops are cut from the detector's own input (the image resized to 64x160), full height, so
+    # glyph size matches what the detector saw and no second resampling happens anywhere.
+    input_height: int = 64
+    input_width: int = 160
+    # Columns per crop, centred on a glyph: a glyph (at most ~26 px) and part of each neighbour,
+    # which tells a doubled box between two glyphs from a glyph.
+    crop_width: int = 40
+    charset: str = CHARSET
+    # Crops per image the served graph reads at once (the detector keeps at most max_boxes).
+    max_glyphs: int = 16
+    # A glyph whose crop reads "no glyph here" with at least this probability is dropped.
+    reject_threshold: float = 0.5
+    # The detector's candidates under its own score threshold down to this one are offered to
+    # the glyph reader too: a faint glyph the detector would lose is kept if the crop is a glyph.
+    proposal_threshold: float = 0.25
+
+    @property
+    def num_classes(self) -> int:
+        """The charset's classes and one more: no glyph centred here."""
+        return len(self.charset) + 1
+
+    def validate(self) -> None:
+        if not 8 <= self.crop_width <= self.input_width:
+            raise ConfigError(f"crop_width must lie between 8 and the input width {self.input_width}, "
+                              f"not {self.crop_width}")
+        if not 1 <= self.max_glyphs <= 64:
+            raise ConfigError(f"max_glyphs must lie between 1 and 64, not {self.max_glyphs}")
+        for name in ("reject_threshold", "proposal_threshold"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(f"{name} must lie in (0, 1], not {value}")
+        if len(set(self.charset)) != len(self.charset):
+            raise ConfigError("charset has repeated characters")

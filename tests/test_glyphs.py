@@ -1,0 +1,180 @@
+"""The second stage: crops, their labels, decoding with the glyph reader, and its package."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kdetect.glyphs.config import GlyphConfig
+from kdetect.glyphs.decode import crop_centres, refine
+from kdetect.glyphs.model import build_glyph_reader, crop_columns
+from kdetect.glyphs.samples import label_positions
+from kdetect.yolo.decode import Glyph, Reading
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+CHARSET = GlyphConfig().charset
+NONE = len(CHARSET)
+
+
+def test_crops_are_the_columns_around_each_centre_with_edges_repeated():
+    image = np.arange(2 * 3 * 8, dtype=np.float32).reshape(2, 3, 8, 1)  # column x holds x (+ 8 * row ...)
+    crops = np.asarray(crop_columns(image, np.array([[0, 4], [7, 3]], np.int32), 4))
+    assert crops.shape == (2, 2, 3, 4, 1)
+    # Centre 0, width 4: columns -2..1, the left edge repeated.
+    np.testing.assert_array_equal(crops[0, 0, 0, :, 0], [0, 0, 0, 1])
+    np.testing.assert_array_equal(crops[0, 1, 2, :, 0], image[0, 2, 2:6, 0])
+    # The second image's crops come from the second image, the right edge repeated.
+    np.testing.assert_array_equal(crops[1, 0, 1, :, 0], image[1, 1, [5, 6, 7, 7], 0])
+    np.testing.assert_array_equal(crops[1, 1, 0, :, 0], image[1, 0, 1:5, 0])
+
+
+def test_crop_labels_near_a_centre_far_from_all_and_ambiguous_between():
+    centres, widths = tf.constant([20.0, 40.0]), tf.constant([10.0, 20.0])
+    positions = tf.constant([21.0, 23.0, 30.0, 37.0, 80.0, 44.0])
+    labels = label_positions(positions, centres, widths, tf.constant([7, 3]), NONE).numpy()
+    # 21: near glyph 7 (0.1 of its width); 23: 0.3 away, ambiguous; 30: 1.0 and 0.5 away: none;
+    # 37: 0.15 of glyph 3's width; 80: far from all; 44: 0.2 from glyph 3, ambiguous.
+    assert labels.tolist() == [7, -1, NONE, 3, NONE, -1]
+    # A captcha whose glyphs all left the image: every crop is "no glyph".
+    empty = label_positions(positions, tf.zeros([0]), tf.ones([0]), tf.zeros([0], tf.int32), NONE).numpy()
+    assert empty.tolist() == [NONE] * 6
+
+
+def one_hot_probs(chars: str, rejected: set[int] = frozenset(), confusion: dict[int, str] | None = None) -> np.ndarray:
+    """Probabilities [K, C + 1]: glyph k is chars[k] at 0.9, or "no glyph" at 0.9 if k is rejected;
+    confusion {k: other} puts 0.45 on chars[k] and 0.55 on other."""
+    probs = np.full((len(chars), NONE + 1), 0.1 / NONE, np.float32)
+    for k, ch in enumerate(chars):
+        if k in rejected:
+            probs[k, NONE] = 0.9
+        elif confusion and k in confusion:
+            probs[k, CHARSET.index(ch)], probs[k, CHARSET.index(confusion[k])] = 0.45, 0.55
+        else:
+            probs[k, CHARSET.index(ch)] = 0.9
+    return probs
+
+
+def proposal_of(n: int) -> Reading:
+    glyphs = tuple(Glyph("x", 0.5, (10.0 + 20 * k, 5.0, 28.0 + 20 * k, 50.0)) for k in range(n))
+    return Reading("x" * n, 0.5**n, glyphs)
+
+
+def test_refine_drops_rejected_boxes_and_reads_with_the_guessed_alphabet():
+    gcfg = GlyphConfig()
+    # Glyph 2 is a doubled box; glyph 4 looks a little more like an l than a 1.
+    probs = one_hot_probs("7706100", rejected={2}, confusion={4: "l"})
+    reading = refine(proposal_of(7), probs, gcfg, alphabets=("0123456789", "0123456789abcdefghijklmnopqrstuvwxyz"))
+    assert reading.text == "776100"
+    assert [g.box[0] for g in reading.glyphs] == [10.0, 30.0, 70.0, 90.0, 110.0, 130.0]
+    assert reading.glyphs[3].score == pytest.approx(0.45)
+    assert reading.confidence == pytest.approx(0.9**5 * 0.45, rel=1e-5)
+    # Without the guess the l wins; with symbols given, they decide.
+    assert refine(proposal_of(7), probs, gcfg, ("0123456789",), guess=False).text == "776l00"
+    assert refine(proposal_of(7), probs, gcfg, (), symbols="0123456789").text == "776100"
+    assert refine(proposal_of(0), probs[:0], gcfg, ("0123456789",)).text == ""
+
+
+def test_crop_centres_are_input_columns_padded_per_batch():
+    gcfg = GlyphConfig()
+    centres = crop_centres([proposal_of(2), proposal_of(0)], [(320, 120), (160, 60)], gcfg)
+    # Box 10..28 of a 320 px wide image is centred at column 19 * 160 / 320 = 9.5 -> 10.
+    assert centres.tolist() == [[10, 20], [0, 0]]
+    assert crop_centres([proposal_of(0)], [(160, 60)], gcfg).shape == (1, 1)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_javascript_second_stage_matches_python(tmp_path):
+    gcfg = GlyphConfig()
+    rng = np.random.default_rng(4)
+    alphabets = ("0123456789", "0123456789", "23456789abcdegikpqsvxyz", "0123456789abcdefghijklmnopqrstuvwxyz")
+    cases = []
+    for n in range(12):
+        k = int(rng.integers(0, 9))
+        probs = rng.dirichlet(np.full(NONE + 1, 0.3), size=k).astype(np.float32)
+        width = int(rng.choice([160, 200, 320]))
+        spans = np.sort(rng.uniform(0, width, (k, 2)), axis=1).tolist()
+        proposal = Reading("", 0.0, tuple(Glyph("x", 0.5, (x0, 3.0, x1, 50.0)) for x0, x1 in spans))
+        expected = refine(proposal, probs, gcfg, alphabets)
+        cases.append({
+            "proposal": {"glyphs": [{"box": list(g.box)} for g in proposal.glyphs]}, "width": width,
+            "probs": {"data": probs.reshape(-1).tolist(), "shape": [k, NONE + 1]},
+            "centres": crop_centres([proposal], [(width, 60)], gcfg)[0].tolist(),
+            "text": expected.text, "scores": [g.score for g in expected.glyphs],
+        })
+    meta = {"alphabets": list(alphabets), "glyphs": json.loads(gcfg.to_json())}
+    (tmp_path / "cases.json").write_text(json.dumps({"meta": meta, "cases": cases}))
+    script = tmp_path / "check.mjs"
+    script.write_text(
+        f"import {{ cropCentres, refine }} from {json.dumps((WEB / 'decode.js').as_uri())};\n"
+        "import { readFileSync } from 'node:fs';\n"
+        f"const {{ meta, cases }} = JSON.parse(readFileSync({json.dumps(str(tmp_path / 'cases.json'))}, 'utf8'));\n"
+        "const out = cases.map((c) => {\n"
+        "  const r = refine(c.proposal, c.probs, meta);\n"
+        "  return { text: r.text, scores: r.glyphs.map((g) => g.score), centres: Array.from(cropCentres(c.proposal, c.width, meta)) };\n"
+        "});\n"
+        "console.log(JSON.stringify(out));\n")
+    proc = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for case, got in zip(cases, json.loads(proc.stdout)):
+        assert got["text"] == case["text"]
+        np.testing.assert_allclose(got["scores"], case["scores"], rtol=1e-6)
+        assert got["centres"] == case["centres"]
+
+
+def two_stage_package(untrained_package, tmp_path: Path, seed: int = 0) -> Path:
+    import keras
+
+    from kdetect.package import attach_glyph_reader
+
+    keras.utils.set_random_seed(seed)
+    gcfg = GlyphConfig(proposal_threshold=0.0005, reject_threshold=0.99)
+    weights = tmp_path / "glyphs.weights.h5"
+    build_glyph_reader(gcfg).save_weights(str(weights))
+    summary = {"train_images": 10, "train_data": "test", "val_crop_accuracy": 0.5}
+    return attach_glyph_reader(untrained_package(seed), weights, gcfg.to_json(), summary, tmp_path / "two-stage")
+
+
+def test_two_stage_package_reads_alike_on_both_backends(untrained_package, tmp_path):
+    from kdetect.solver import Solver
+
+    package = two_stage_package(untrained_package, tmp_path)
+    assert "Second stage" in (package / "MODEL_CARD.md").read_text()
+    images = [np.random.default_rng(k).integers(0, 255, (60, 160, 3), dtype=np.uint8) for k in range(6)]
+    lite, graph = Solver(package).read_batch(images), Solver(package, backend="tf").read_batch(images)
+    assert any(r.glyphs for r in lite)
+    for a, b in zip(lite, graph):
+        assert a.text == b.text
+        np.testing.assert_allclose([g.score for g in a.glyphs], [g.score for g in b.glyphs], rtol=1e-3, atol=1e-5)
+
+
+def test_the_glyph_reader_travels_with_its_detector(untrained_package, tmp_path):
+    from kdetect.compact import compact_package, uint8_grid
+    from kdetect.errors import ConfigError
+    from kdetect.package import GLYPH_WEIGHTS, load_glyph_reader
+    from kdetect.soup import average_packages
+
+    package = two_stage_package(untrained_package, tmp_path)
+    compacted = compact_package(package, tmp_path / "compacted")
+    reader, gcfg = load_glyph_reader(compacted)
+    assert gcfg.reject_threshold == 0.99
+    for w in reader.get_weights():
+        np.testing.assert_array_equal(w, uint8_grid(w))  # on the grid the browser's uint8 export uses
+    other = tmp_path / "copy"
+    shutil.copytree(package, other)
+    average_packages([package, other], tmp_path / "soup")
+    assert (tmp_path / "soup" / GLYPH_WEIGHTS).read_bytes() == (package / GLYPH_WEIGHTS).read_bytes()
+    with pytest.raises(ConfigError, match="different glyph readers"):
+        average_packages([package, untrained_package(0)], tmp_path / "soup2")
+
+
+def test_a_known_length_keeps_the_crops_likeliest_to_hold_glyphs():
+    gcfg = GlyphConfig()
+    probs = one_hot_probs("123456", rejected={1, 4})
+    probs[4, NONE] = 0.6  # glyph 4's crop is less surely empty than glyph 1's
+    assert refine(proposal_of(6), probs, gcfg, ()).text == "1346"
+    assert refine(proposal_of(6), probs, gcfg, (), length=5).text == "13456"
+    assert refine(proposal_of(6), probs, gcfg, (), length=3).text == "134"  # ties: the first, as argsort

@@ -1,0 +1,114 @@
+"""--out never costs the user a file: a folder is replaced only when kdetect wrote all of it
+(or --force says so), and siblings such as X.old are never touched."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kdetect.cli import main
+from kdetect.errors import OutputError
+from kdetect.fsutil import MARKER, replace_dir, staging_dir
+
+
+def user_files(tmp_path: Path, out: Path) -> dict[Path, str]:
+    """The reproduction from the report: a document in --out, another in the sibling out.old."""
+    files = {out / "report.docx": "x\n", tmp_path / f"{out.name}.old" / "important.txt": "y\n"}
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return files
+
+
+def assert_kept(files: dict[Path, str]) -> None:
+    for path, text in files.items():
+        assert path.read_text() == text, f"{path} was lost or changed"
+
+
+def test_replace_dir_swaps_its_own_output_and_refuses_anything_else(tmp_path):
+    out = tmp_path / "X"
+    for text in ("first", "second"):
+        staged = staging_dir(out)
+        (staged / "a.txt").write_text(text)
+        replace_dir(staged, out)
+    assert (out / "a.txt").read_text() == "second"
+    assert json.loads((out / MARKER).read_text())["entries"] == ["a.txt"]
+    (out / "notes.txt").write_text("mine")  # the user adds a file to kdetect's folder
+    staged = staging_dir(out)
+    with pytest.raises(OutputError, match="notes.txt.*--force"):
+        replace_dir(staged, out)
+    assert (out / "notes.txt").read_text() == "mine"
+    replace_dir(staged, out, force=True)
+    assert not (out / "notes.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["X"]
+
+
+def test_a_package_written_before_the_marker_is_still_replaceable(tmp_path, untrained_package):
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    for path in untrained_package(0).iterdir():
+        if path.name != MARKER:
+            (legacy / path.name).write_bytes(path.read_bytes())
+    assert main(["compact", str(untrained_package(1)), "--out", str(legacy)]) == 0
+    assert (legacy / MARKER).is_file()
+
+
+def test_a_file_as_out_is_refused(tmp_path, untrained_package, capsys):
+    target = tmp_path / "model"
+    target.write_text("not a folder")
+    assert main(["compact", str(untrained_package(0)), "--out", str(target)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert target.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", ["compact", "export-tflite", "export-saved_model", "soup"])
+def test_package_commands_keep_the_users_files(tmp_path, untrained_package, command, capsys):
+    out = tmp_path / "X"
+    files = user_files(tmp_path, out)
+    a, b = str(untrained_package(0)), str(untrained_package(1))
+    args = {"compact": ["compact", a], "export-tflite": ["export", "tflite", "--model", a],
+            "export-saved_model": ["export", "saved_model", "--model", a], "soup": ["soup", a, b]}[command]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "did not write (report.docx)" in capsys.readouterr().err
+    assert_kept(files)
+    assert sorted(p.name for p in out.iterdir()) == ["report.docx"]
+    # --force replaces X itself, and still never the sibling.
+    assert main([*args, "--out", str(out), "--force"]) == 0
+    assert not (out / "report.docx").exists()
+    assert_kept({k: v for k, v in files.items() if k.parent != out})
+
+
+def test_train_and_finetune_refuse_a_model_folder_of_the_users_before_training(tmp_path, capsys):
+    run = tmp_path / "run"
+    files = user_files(tmp_path, run / "model")
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"train_data": "nowhere", "val_data": "nowhere", "out_dir": str(run)}))
+    assert main(["train", str(config)]) == 2
+    assert main(["finetune", str(tmp_path), "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("did not write (report.docx)") == 2
+    assert_kept(files)
+
+
+def test_generate_never_writes_over_a_lone_config_of_the_users(tmp_path, capsys):
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "config.json").write_text("my own settings")
+    assert main(["generate", "--preset", "l2", "--count", "2", "--out", str(out)]) == 2
+    assert "not empty and is not a kdetect dataset" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == "my own settings"
+
+
+def test_demo_keeps_what_the_user_kept_in_its_preset_folders(tmp_path, untrained_package, capsys):
+    out = tmp_path / "demo"
+    files = user_files(tmp_path, out / "gnuboard5")
+    args = ["demo", "--out", str(out), "--count", "1", "--seed", "3", "--model", str(untrained_package(0))]
+    assert main(args) == 2
+    assert "did not write (report.docx)" in capsys.readouterr().err
+    assert_kept(files)
+    (out / "gnuboard5" / "report.docx").unlink()
+    os.rmdir(out / "gnuboard5")
+    assert main(args) == 0 and main(args) == 0  # its own output it replaces, run after run
+    assert_kept({k: v for k, v in files.items() if k.parent.name != "gnuboard5"})
+    assert len(list((out / "varlen").glob("*.jpg"))) == 1
