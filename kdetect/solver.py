@@ -12,7 +12,7 @@ from kdetect.images import ImageLike
 from kdetect.glyphs.decode import crop_centres, refine
 from kdetect.package import default_model_dir, load_glyph_reader, load_package, package_kind
 from kdetect.reader import Reader, glyph_inference, inference
-from kdetect.yolo.decode import Reading, decode_batch, score_floor
+from kdetect.yolo.decode import Reading, decode_batch, proposal_batch, score_floor
 
 
 class DetectorReader(Reader):
@@ -38,10 +38,10 @@ class DetectorReader(Reader):
         proposing = self._proposing
         if length is not None:
             proposing = dataclasses.replace(proposing, score_threshold=score_floor(proposing, length))
-        proposals = decode_batch(outputs, proposing, sizes, guess_alphabet=False)
-        probs = self._read_glyphs(images, crop_centres(proposals, sizes, self.glyph_config))
-        return [refine(p, pr, self.glyph_config, self.config.alphabets, self.symbols, self.guess_alphabet, length)
-                for p, pr in zip(proposals, probs)]
+        found = proposal_batch(outputs, proposing, sizes)
+        probs = self._read_glyphs(images, crop_centres([p for p, _ in found], sizes, self.glyph_config))
+        return [refine(p, pr, self.glyph_config, self.config.alphabets, self.symbols, self.guess_alphabet, length, dp)
+                for (p, dp), pr in zip(found, probs)]
 
 
 def open_reader(model_dir: str | Path, symbols: str | None = None, backend: str = "lite",

@@ -234,7 +234,12 @@ export function guessAlphabet(classProbs, alphabets, charset) {
  * Where meta.alphabets lists the training alphabets, the captcha is read with the one its glyphs
  * point to, unless options.guessAlphabet is false. options.length (else meta.answer_length, a
  * fine-tuned site's) is the answer length, if known. */
-export function decode(outputs, meta, imageWidth, imageHeight, { guessAlphabet: guess = true, length } = {}) {
+export function decode(outputs, meta, imageWidth, imageHeight, options = {}) {
+  return decodeWithClasses(outputs, meta, imageWidth, imageHeight, options).reading;
+}
+
+/** decode(), and each glyph's class probabilities (sigmoids of its logits) as classProbs. */
+function decodeWithClasses(outputs, meta, imageWidth, imageHeight, { guessAlphabet: guess = true, length } = {}) {
   const answerLength = length ?? meta.answer_length ?? null;
   const anchors = anchorsOf(outputs, meta);
   let all = { boxes: anchors.boxes, ...bestClasses(anchors, meta, null) };
@@ -253,7 +258,8 @@ export function decode(outputs, meta, imageWidth, imageHeight, { guessAlphabet: 
     box: [all.boxes[i][0] * w, all.boxes[i][1] * h, all.boxes[i][2] * w, all.boxes[i][3] * h],
   }));
   const confidence = glyphs.length ? glyphs.reduce((p, g) => p * g.score, 1) : 0;
-  return { text: glyphs.map((g) => g.char).join(''), confidence, glyphs };
+  const classProbs = keep.map((i) => anchors.logits(i).map(sigmoid));
+  return { reading: { text: glyphs.map((g) => g.char).join(''), confidence, glyphs }, classProbs };
 }
 
 /** The fixed-length classifier baseline's output -> {text, confidence, glyphs}, as
@@ -289,7 +295,21 @@ export function proposals(outputs, meta, imageWidth, imageHeight, { length } = {
   const answerLength = length ?? meta.answer_length ?? null;
   const threshold = scoreFloor(Math.min(meta.score_threshold, meta.glyphs.proposal_threshold), answerLength);
   const proposing = { ...meta, score_threshold: threshold, answer_length: null };
-  return decode(outputs, proposing, imageWidth, imageHeight, { guessAlphabet: false });
+  const { reading, classProbs } = decodeWithClasses(outputs, proposing, imageWidth, imageHeight, { guessAlphabet: false });
+  return { ...reading, classProbs };
+}
+
+/** The reader's rows [K][C + 1] with the char part weighed by the detector's class
+ * probabilities ** weight (each row normalised first), kept summing to 1 - p(no glyph). */
+function combine(rows, classProbs, weight) {
+  if (!classProbs || weight === 0) return rows;
+  return rows.map((row, k) => {
+    const C = row.length - 1;
+    const total = Math.max(classProbs[k].reduce((a, b) => a + b, 0), 1e-9);
+    const chars = row.slice(0, C).map((p, c) => p * (classProbs[k][c] / total) ** weight);
+    const sum = Math.max(chars.reduce((a, b) => a + b, 0), 1e-12);
+    return [...chars.map((p) => (p / sum) * (1 - row[C])), row[C]];
+  });
 }
 
 /** Each proposal's box centre as a column of the reader's input -> Int32Array [K], K the
@@ -304,7 +324,8 @@ export function cropCentres(proposal, imageWidth, meta) {
   return centres;
 }
 
-/** A proposal and the reader's probabilities for its crops ({data, shape [K, C + 1]} or nested,
+/** A proposal (from proposals(): its classProbs, the detector's class probabilities, weigh in as
+ * glyphs.detector_weight says) and the reader's probabilities for its crops ({data, shape [K, C + 1]} or nested,
  * a batch of 1 allowed) -> {text, confidence, glyphs}. With a known answer length (options, else
  * meta.answer_length) the `length` crops likeliest to hold a glyph are kept. */
 export function refine(proposal, probs, meta, { guessAlphabet: guess = true, length } = {}) {
@@ -314,7 +335,9 @@ export function refine(proposal, probs, meta, { guessAlphabet: guess = true, len
   const C = g.charset.length;
   if (shape[1] !== C + 1) throw new Error(`glyph reader output [${shape}] needs ${C + 1} classes`);
   const count = Math.min(proposal.glyphs.length, g.max_glyphs, shape[0]);
-  const none = (k) => data[k * (C + 1) + C];
+  const all = combine(Array.from({ length: count }, (_, k) => Array.from(data.slice(k * (C + 1), (k + 1) * (C + 1)))),
+    proposal.classProbs, g.detector_weight ?? 0);
+  const none = (k) => all[k][C];
   let kept = [];
   for (let k = 0; k < count; k += 1) {
     if (answerLength !== null || none(k) < g.reject_threshold) kept.push(k);
@@ -323,7 +346,7 @@ export function refine(proposal, probs, meta, { guessAlphabet: guess = true, len
     // Array.prototype.sort is stable, as numpy's argsort(kind="stable").
     kept = kept.sort((a, b) => none(a) - none(b)).slice(0, answerLength).sort((a, b) => a - b);
   }
-  const rows = kept.map((k) => Array.from({ length: C }, (_, c) => data[k * (C + 1) + c]));
+  const rows = kept.map((k) => all[k].slice(0, C));
   let symbols = null;
   if (guess && meta.alphabets && meta.alphabets.length > 0 && rows.length > 0) {
     symbols = guessAlphabet(rows, meta.alphabets, g.charset);

@@ -28,6 +28,11 @@ class GlyphConfig(JsonConfig):
     # The detector's candidates under its own score threshold down to this one are offered to
     # the glyph reader too: a faint glyph the detector would lose is kept if the crop is a glyph.
     proposal_threshold: float = 0.25
+    # How much the detector's own class probabilities count beside the reader's: each glyph's
+    # reading is reader x detector ** detector_weight. The two err differently (the reader is
+    # sharper on fonts it trained on, the detector saw more shapes), so together they read fonts
+    # neither trained on better than either. 0: the reader alone.
+    detector_weight: float = 0.5
 
     @property
     def num_classes(self) -> int:
@@ -44,5 +49,7 @@ class GlyphConfig(JsonConfig):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ConfigError(f"{name} must lie in (0, 1], not {value}")
+        if not 0.0 <= self.detector_weight <= 4.0:
+            raise ConfigError(f"detector_weight must lie between 0 and 4, not {self.detector_weight}")
         if len(set(self.charset)) != len(self.charset):
             raise ConfigError("charset has repeated characters")

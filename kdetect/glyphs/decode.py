@@ -27,14 +27,27 @@ def crop_centres(proposals: list[Reading], image_sizes: list[tuple[int, int]], g
     return centres
 
 
+def combine(probs: np.ndarray, detector_probs: np.ndarray | None, weight: float) -> np.ndarray:
+    """The reader's probabilities [K, C + 1] with the char part weighed by the detector's class
+    probabilities [K, C] ** weight (each row normalised first), kept summing to 1 - p(no glyph)."""
+    if detector_probs is None or weight == 0 or len(probs) == 0:
+        return probs
+    detector = detector_probs / np.maximum(detector_probs.sum(-1, keepdims=True), 1e-9)
+    chars = probs[:, :-1] * detector ** weight
+    chars = chars / np.maximum(chars.sum(-1, keepdims=True), 1e-12) * (1.0 - probs[:, -1:])
+    return np.concatenate([chars, probs[:, -1:]], -1)
+
+
 def refine(proposal: Reading, probs: np.ndarray, gcfg: GlyphConfig, alphabets: tuple[str, ...],
-           symbols: str | None = None, guess: bool = True, length: int | None = None) -> Reading:
+           symbols: str | None = None, guess: bool = True, length: int | None = None,
+           detector_probs: np.ndarray | None = None) -> Reading:
     """One image's proposals (left to right) and the glyph reader's probabilities for their crops
     [K, charset + 1] -> the Reading. symbols fix the alphabet; else, with guess, the training
     alphabet the kept glyphs point to is used. With a known answer length, the `length` crops
-    likeliest to hold a glyph are kept instead of those under the reject threshold."""
+    likeliest to hold a glyph are kept instead of those under the reject threshold.
+    detector_probs [K, C]: the detector's class probabilities for the proposals (see combine)."""
     count = min(len(proposal.glyphs), gcfg.max_glyphs)
-    probs = probs[:count]
+    probs = combine(probs[:count], None if detector_probs is None else detector_probs[:count], gcfg.detector_weight)
     if length is None:
         kept = np.flatnonzero(probs[:, -1] < gcfg.reject_threshold)
     else:

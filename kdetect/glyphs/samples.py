@@ -14,8 +14,11 @@ from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.model import crop_columns
 from kdetect.yolo.preprocess import preprocess
 
-NEAR = 0.15  # within this share of its width from a glyph's centre: that glyph
-FAR = 0.35  # beyond this share of every glyph's width from its centre: no glyph
+# Near a glyph: within this share of its width, or NEAR_PX, of its centre (a narrow 1's box
+# from the detector is often 3 px off, and must still read as a 1). Far: beyond FAR of its width
+# and FAR_PX from every centre, which a doubled box between two glyphs is.
+NEAR, NEAR_PX = 0.15, 3.0
+FAR, FAR_PX = 0.35, 7.0
 RANDOM_CROPS = 3
 
 
@@ -23,12 +26,14 @@ def label_positions(positions: tf.Tensor, centres: tf.Tensor, widths: tf.Tensor,
                     none_class: int) -> tf.Tensor:
     """Crop centres [P], glyph centres and widths [N], glyph classes [N] -> the crops' labels [P]:
     a glyph class, none_class, or -1 for a crop too ambiguous to learn from."""
-    rel = tf.abs(positions[:, None] - centres[None, :]) / widths[None, :]  # [P, N]
-    rel = tf.concat([rel, tf.fill([tf.shape(positions)[0], 1], 1e9)], 1)  # no glyph at all: far
-    nearest = tf.argmin(rel, 1, output_type=tf.int32)
-    distance = tf.reduce_min(rel, 1)
+    # A column for "no glyph at all", far from everything, so a captcha without boxes still works.
+    offset = tf.abs(positions[:, None] - tf.concat([centres, [-1e9]], 0)[None, :])  # [P, N + 1] px
+    near = offset <= tf.concat([tf.maximum(NEAR * widths, NEAR_PX), [0.0]], 0)[None, :]
+    far = tf.reduce_all(offset >= tf.concat([tf.maximum(FAR * widths, FAR_PX), [0.0]], 0)[None, :], axis=1)
+    # The nearest glyph, for crops near one (two are near only in text packed tighter than NEAR_PX).
+    nearest = tf.argmin(tf.where(near, offset, 1e12), 1, output_type=tf.int32)
     glyph = tf.gather(tf.concat([labels, [none_class]], 0), nearest)
-    return tf.where(distance <= NEAR, glyph, tf.where(distance >= FAR, none_class, -1))
+    return tf.where(tf.reduce_any(near, 1), glyph, tf.where(far, none_class, -1))
 
 
 def crop_samples(example: dict, seed: tf.Tensor, cfg: GlyphConfig) -> tuple[tf.Tensor, tf.Tensor]:
@@ -41,7 +46,7 @@ def crop_samples(example: dict, seed: tf.Tensor, cfg: GlyphConfig) -> tuple[tf.T
     widths = tf.maximum((boxes[:, 2] - boxes[:, 0]) * sx, 1.0)
     n = tf.shape(centres)[0]
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    near = centres + tf.random.stateless_uniform([n], seeds[0], -NEAR, NEAR) * widths
+    near = centres + tf.random.stateless_uniform([n], seeds[0], -1.0, 1.0) * tf.maximum(NEAR * widths, NEAR_PX)
     ordered = tf.sort(centres)
     mids = (ordered[1:] + ordered[:-1]) / 2 + tf.random.stateless_uniform([tf.maximum(n - 1, 0)], seeds[1], -1.0, 1.0)
     anywhere = tf.random.stateless_uniform([RANDOM_CROPS], seeds[2], 0.0, float(cfg.input_width))

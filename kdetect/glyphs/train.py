@@ -23,7 +23,7 @@ from kdetect.glyphs.model import build_glyph_reader
 from kdetect.glyphs.samples import crop_dataset
 from kdetect.glyphs.tune import tune_glyph_thresholds
 from kdetect.package import GLYPH_CONFIG, GLYPH_WEIGHTS, attach_glyph_reader
-from kdetect.train import HISTORY, StringAccuracy, make_optimizer
+from kdetect.train import HISTORY, StringAccuracy, make_optimizer, read_history
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,9 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
                               out / HISTORY, weights=ema[0].applied if ema else contextlib.nullcontext)
     callbacks = [*ema, accuracy, keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True)]
     start = time.time()
-    reader.fit(train, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    # A finished run (its backup is gone by then) is not trained again, only packaged.
+    if not (best.is_file() and len(read_history(out / HISTORY)) >= tc.epochs):
+        reader.fit(train, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch, callbacks=callbacks, verbose=verbose)
     reader.load_weights(str(best))
     summary = {"train_data": tc.train_data, "train_images": manifest["images"], "train_seed": manifest["seed"],
                "val_data": tc.val_data, "val_crops": len(val_labels),

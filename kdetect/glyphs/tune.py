@@ -15,17 +15,18 @@ import numpy as np
 from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.decode import crop_centres, refine
 from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.decode import Reading, decode_batch
+from kdetect.yolo.decode import Reading, proposal_batch
 
 PROPOSAL_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25)
 REJECT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
-def stronger(proposal: Reading, probs: np.ndarray, threshold: float) -> tuple[Reading, np.ndarray]:
-    """The proposals scoring at least threshold, and their rows of probs."""
+def stronger(proposal: Reading, probs: np.ndarray, detector_probs: np.ndarray,
+             threshold: float) -> tuple[Reading, np.ndarray, np.ndarray]:
+    """The proposals scoring at least threshold, and their rows of both probabilities."""
     keep = [k for k, g in enumerate(proposal.glyphs[:len(probs)]) if g.score >= threshold]
     glyphs = tuple(proposal.glyphs[k] for k in keep)
-    return Reading("", 0.0, glyphs), probs[keep]
+    return Reading("", 0.0, glyphs), probs[keep], detector_probs[keep]
 
 
 def tune_glyph_thresholds(images: Sequence[np.ndarray], texts: Sequence[str], cfg: ModelConfig, gcfg: GlyphConfig,
@@ -38,20 +39,20 @@ def tune_glyph_thresholds(images: Sequence[np.ndarray], texts: Sequence[str], cf
     by_size: dict[tuple[int, ...], list[int]] = {}
     for i, image in enumerate(images):
         by_size.setdefault(image.shape, []).append(i)
-    found: dict[int, tuple[Reading, np.ndarray]] = {}
+    found: dict[int, tuple[Reading, np.ndarray, np.ndarray]] = {}
     for (h, w, _), indices in by_size.items():
         for start in range(0, len(indices), 64):
             chunk = indices[start:start + 64]
             batch = np.stack([images[i] for i in chunk])
-            proposals = decode_batch(detect(batch), lowest, [(w, h)] * len(chunk), guess_alphabet=False)
-            probs = read_glyphs(batch, crop_centres(proposals, [(w, h)] * len(chunk), gcfg))
-            found.update({i: (p, pr) for i, p, pr in zip(chunk, proposals, probs)})
+            proposals = proposal_batch(detect(batch), lowest, [(w, h)] * len(chunk))
+            probs = read_glyphs(batch, crop_centres([p for p, _ in proposals], [(w, h)] * len(chunk), gcfg))
+            found.update({i: (p, pr, dp) for i, (p, dp), pr in zip(chunk, proposals, probs)})
 
     def accuracy(candidate: GlyphConfig) -> float:
         right = 0
         for i, text in enumerate(texts):
-            proposal, probs = stronger(*found[i], min(cfg.score_threshold, candidate.proposal_threshold))
-            right += refine(proposal, probs, candidate, cfg.alphabets).text == text
+            proposal, probs, detector_probs = stronger(*found[i], min(cfg.score_threshold, candidate.proposal_threshold))
+            right += refine(proposal, probs, candidate, cfg.alphabets, detector_probs=detector_probs).text == text
         return right / max(len(texts), 1)
 
     best, best_accuracy = gcfg, accuracy(gcfg)

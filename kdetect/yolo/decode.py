@@ -184,6 +184,26 @@ def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[
     return readings
 
 
+def proposal_batch(outputs: list[np.ndarray], cfg: ModelConfig,
+                   image_sizes: list[tuple[int, int]] | None = None) -> list[tuple[Reading, np.ndarray]]:
+    """Batched outputs -> per image its glyphs as the detector finds them (no alphabet guess) and
+    their class probabilities [K, C] (the second stage weighs its own reading against them)."""
+    flat = flat_outputs(outputs, cfg)
+    objectness = sigmoid(flat[..., 4])
+    image, anchor = np.nonzero(objectness >= cfg.score_threshold)
+    rows = flat[image, anchor]
+    boxes, logits = anchor_boxes(rows, anchor, cfg), rows[:, 5:]
+    scores, classes = best_class(objectness[image, anchor], logits, symbol_mask(cfg.charset, None))
+    bounds = np.searchsorted(image, np.arange(len(flat) + 1))
+    found = []
+    for i in range(len(flat)):
+        own = slice(bounds[i], bounds[i + 1])
+        keep = glyph_indices(boxes[own], scores[own], cfg)
+        glyphs = reading(boxes[own], scores[own], classes[own], cfg, image_sizes[i] if image_sizes else None, keep)
+        found.append((glyphs, sigmoid(logits[own][keep])))
+    return found
+
+
 def alphabet_of(glyph_logits: np.ndarray, cfg: ModelConfig) -> str | None:
     """[K, C] class logits of one captcha's glyphs -> the training alphabet they most likely came from."""
     return guess_alphabet(sigmoid(glyph_logits), cfg.alphabets, cfg.charset)
