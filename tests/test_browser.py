@@ -61,6 +61,9 @@ def test_metadata_matches_the_shipped_model(demo):
     shipped = json.loads((default_model_dir() / "config.json").read_text())
     meta = demo.page.evaluate("window.kdetect.metadata")
     assert meta["charset"] == shipped["charset"] and meta["anchors"] == shipped["anchors"]
+    # A second stage shipped is a second stage exported (its config travels in the metadata).
+    glyphs = default_model_dir() / "glyphs.json"
+    assert meta.get("glyphs") == (json.loads(glyphs.read_text()) if glyphs.is_file() else None)
 
 
 def test_file_input_shows_the_answer(demo, tmp_path):

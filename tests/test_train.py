@@ -118,3 +118,25 @@ def test_mirrored_strategy_on_two_logical_cpus(data, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "replicas 2" in proc.stdout
+
+
+def test_train_glyphs_pairs_a_reader_with_a_detector(data, tmp_path, untrained_package, capsys):
+    """kdetect train-glyphs: a few steps on crops, the thresholds tuned, a two-stage package that reads."""
+    from kdetect.package import load_glyph_reader
+    from kdetect.solver import Solver
+
+    config = tmp_path / "glyphs.json"
+    config.write_text(json.dumps({"train_data": str(data / "train"), "val_data": str(data / "val"),
+                                  "out_dir": str(tmp_path / "run"), "epochs": 1, "steps_per_epoch": 3,
+                                  "batch_size": 32, "val_images": 16, "warmup_steps": 1}))
+    assert main(["train-glyphs", str(config), "--detector", str(untrained_package(0))]) == 0
+    assert "two-stage package" in capsys.readouterr().out
+    package = tmp_path / "run" / "model"
+    reader, gcfg = load_glyph_reader(package)
+    assert reader.count_params() > 100_000 and 0 < gcfg.reject_threshold <= 1
+    training = json.loads((package / "training.json").read_text())["glyph_reader"]
+    assert training["train_images"] == 96 and 0 <= training["val_string_accuracy"] <= 1
+    assert isinstance(Solver(package).solve(data / "test" / "0000000.jpg"), str)
+    # Run again, the finished run is packaged anew, not trained again.
+    assert main(["train-glyphs", str(config), "--detector", str(untrained_package(0))]) == 0
+    assert len((tmp_path / "run" / "val_history.jsonl").read_text().splitlines()) == 1
