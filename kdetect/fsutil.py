@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ LEGACY_ENTRIES = frozenset({
     "detector.weights.h5", "classifier.keras", "config.json", "training.json", "MODEL_CARD.md",
     "metadata.json", "model.json", "model.tflite", "saved_model.pb", "variables", "assets", "fingerprint.pb",
 })
+TFJS_SHARD = re.compile(r"group\d+-shard\d+of\d+\.bin")
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -44,7 +46,8 @@ def foreign_entries(folder: str | Path) -> list[str]:
     try:
         ours = set(json.loads((folder / MARKER).read_text())["entries"]) | {MARKER}
     except (OSError, ValueError, KeyError, TypeError):
-        ours = set(LEGACY_ENTRIES) if names <= LEGACY_ENTRIES else set()
+        legacy = {n for n in names if n in LEGACY_ENTRIES or TFJS_SHARD.fullmatch(n)}
+        ours = legacy if legacy == names else set()
     return sorted(names - ours)
 
 

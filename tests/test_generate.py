@@ -173,3 +173,48 @@ def test_generate_cli_draws_with_another_font_folder(tmp_path, capsys):
                  "--out", str(tmp_path / "other")]) == 2
     assert "make_fonts.py" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def font_folder(path: Path, count: int) -> Path:
+    """A folder holding the first `count` of the shipped look-alike strips."""
+    import shutil
+
+    path.mkdir()
+    for strip in sorted(renderer.resource_dir("kcaptcha_bbox").glob("fonts/*.png"))[:count]:
+        shutil.copy(strip, path / strip.name)
+    return path
+
+
+def test_several_font_folders_are_drawn_folder_first(tmp_path):
+    """Each image draws a folder, then a strip in it: one strip in a folder of its own is drawn
+    about half the time, however many the other folder holds."""
+    import collections
+    import json
+
+    lone, many = font_folder(tmp_path / "lone", 1), font_folder(tmp_path / "many", 9)
+    (many / sorted(p.name for p in lone.iterdir())[0]).unlink()  # no strip in both
+    config = {**renderer.load_config(renderer.preset_path("l2")), "fonts": [str(lone), str(many)]}
+    generate(DatasetSpec(config=config, seed=5, count=400), tmp_path / "data")
+    fonts = collections.Counter(json.loads(line)["font"] for line in (tmp_path / "data" / "annotations.jsonl").open())
+    alone = next(iter(p.stem for p in lone.iterdir()))
+    assert 160 <= fonts[alone] <= 240 and len(fonts) == 9
+    assert len(json.loads((tmp_path / "data" / "fonts.json").read_text())) == 9
+
+
+REAL_FONTS = Path(__file__).resolve().parents[2] / "shared" / "kcaptcha-fonts"
+
+
+@pytest.mark.skipif(not REAL_FONTS.is_dir(), reason="KCAPTCHA's font strips are not at ../shared/kcaptcha-fonts")
+def test_kcaptcha_fonts_draw_beside_the_look_alikes(tmp_path):
+    """The default model's training mixture: KCAPTCHA's three strips and the shipped look-alikes."""
+    import json
+
+    from kdetect.cli import main
+
+    assert main(["generate", "--preset", "gnuboard5", "--fonts", str(REAL_FONTS), str(renderer.resource_dir("kcaptcha_bbox") / "fonts"),
+                 "--count", "60", "--seed", "1", "--out", str(tmp_path / "data")]) == 0
+    fonts = json.loads((tmp_path / "data" / "fonts.json").read_text())
+    assert {"times_bold", "palatino_linotype_bold", "perpetua_bold"} <= set(fonts) and len(fonts) == 31
+    drawn = [json.loads(line)["font"] for line in (tmp_path / "data" / "annotations.jsonl").open()]
+    real = sum(f in {"times_bold", "palatino_linotype_bold", "perpetua_bold"} for f in drawn)
+    assert 15 <= real <= 45
