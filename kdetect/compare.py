@@ -53,11 +53,13 @@ class CompareConfig(JsonConfig):
 
 def package_facts(model_dir: Path) -> dict:
     """Parameters and bytes on disk of a package of either kind."""
-    from kdetect.package import load_any_package
+    from kdetect.package import load_any_package, load_glyph_reader
 
     network, _ = load_any_package(model_dir)
+    glyphs = load_glyph_reader(model_dir)  # a second stage counts with its detector
+    parameters = network.count_params() + (glyphs[0].count_params() if glyphs else 0)
     size = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
-    return {"parameters": int(network.count_params()), "bytes": size}
+    return {"parameters": int(parameters), "bytes": size}
 
 
 def comparison_sets(cc: CompareConfig) -> dict[str, dict[str, Path]]:
