@@ -211,12 +211,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    import dataclasses
-
     from kdetect.train import TrainConfig, package_best, train
 
-    overrides = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir}
-    tc = dataclasses.replace(TrainConfig.load(args.config), **{k: v for k, v in overrides.items() if v is not None})
+    tc = _overridden(TrainConfig.load(args.config), args)
     if args.package_best:
         summary = package_best(tc, args.package_best, force=args.force)
         print(f"model package: {args.package_best} (val full-string accuracy {summary['val_string_accuracy']:.4f})")
@@ -257,6 +254,15 @@ def _run_finetune(args: argparse.Namespace) -> None:
           f"measure it with `kdetect eval --model {args.out}/model DIR` on captchas it never saw")
 
 
+def _overridden(tc, args: argparse.Namespace, **more):
+    """A training config with the command line's --epochs, --steps-per-epoch and --out-dir (and
+    `more`) put over it, where given."""
+    import dataclasses
+
+    given = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir, **more}
+    return dataclasses.replace(tc, **{k: v for k, v in given.items() if v is not None})
+
+
 def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-classifier", help="train the fixed-length classifier baseline (JSON config); "
                                                 "resumes after a kill")
@@ -280,8 +286,7 @@ def _run_train_classifier(args: argparse.Namespace) -> None:
         model = dataclasses.replace(tc.model, weights=args.weights)
         model.validate()
         tc = dataclasses.replace(tc, model=model)
-    overrides = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir}
-    tc = dataclasses.replace(tc, **{k: v for k, v in overrides.items() if v is not None})
+    tc = _overridden(tc, args)
     summary = train_classifier(tc, devices=args.devices.split(",") if args.devices else None, log=print)
     print(f"model package: {tc.out_dir}/model (val full-string accuracy {summary['val_string_accuracy']:.4f})")
 
@@ -299,13 +304,9 @@ def _add_train_glyphs(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train_glyphs(args: argparse.Namespace) -> None:
-    import dataclasses
-
     from kdetect.glyphs.train import GlyphTrainConfig, train_glyphs
 
-    overrides = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "out_dir": args.out_dir,
-                 "detector": args.detector}
-    tc = dataclasses.replace(GlyphTrainConfig.load(args.config), **{k: v for k, v in overrides.items() if v is not None})
+    tc = _overridden(GlyphTrainConfig.load(args.config), args, detector=args.detector)
     summary = train_glyphs(tc, log=print, force=args.force)
     where = f"; the two-stage package is {tc.out_dir}/model" if tc.detector else ""
     print(f"glyph reader: {tc.out_dir} (held-out crop accuracy {summary['val_crop_accuracy']:.4f}){where}")

@@ -71,11 +71,16 @@ class TrainConfig(JsonConfig):
         return data
 
     def validate(self) -> None:
-        if not 0.0 <= float(self.augment) <= 1.0:
-            raise ConfigError(f"augment is the fraction of images augmented, 0 to 1 (or true/false), not {self.augment!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay is the moving average's decay per step, 0 (off) or below 1 "
-                              f"(e.g. 0.999), not {self.ema_decay!r}")
+        check_recipe(self)
+
+
+def check_recipe(tc) -> None:
+    """What every training config's augment and ema_decay must be (the detector's, the glyph reader's)."""
+    if not 0.0 <= float(tc.augment) <= 1.0:
+        raise ConfigError(f"augment is the fraction of images augmented, 0 to 1 (or true/false), not {tc.augment!r}")
+    if not 0.0 <= tc.ema_decay < 1.0:
+        raise ConfigError(f"ema_decay is the moving average's decay per step, 0 (off) or below 1 "
+                          f"(e.g. 0.999), not {tc.ema_decay!r}")
 
 
 class YoloTrainer(keras.Model):

@@ -10,20 +10,18 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
 from kdetect.ema import WeightEMA
-from kdetect.errors import ConfigError
 from kdetect.fsutil import check_replaceable, write_atomic
 from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.model import build_glyph_reader
 from kdetect.glyphs.samples import crop_dataset
 from kdetect.glyphs.tune import tune_glyph_thresholds
 from kdetect.package import GLYPH_CONFIG, GLYPH_WEIGHTS, attach_glyph_reader
-from kdetect.train import HISTORY, StringAccuracy, make_optimizer, read_history
+from kdetect.train import HISTORY, StringAccuracy, check_recipe, make_optimizer, read_history
 
 
 @dataclass(frozen=True)
@@ -55,10 +53,7 @@ class GlyphTrainConfig(JsonConfig):
         return data
 
     def validate(self) -> None:
-        if not 0.0 <= float(self.augment) <= 1.0:
-            raise ConfigError(f"augment is the fraction of images augmented, 0 to 1, not {self.augment!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be 0 (off) or below 1, not {self.ema_decay!r}")
+        check_recipe(self)
 
 
 def validation_crops(tc: GlyphTrainConfig) -> tuple[np.ndarray, np.ndarray]:
