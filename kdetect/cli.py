@@ -199,10 +199,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the detector from a training config (JSON); resumes after a kill")
-    p.add_argument("config", type=Path)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--out-dir")
+    _add_training_overrides(p)
     p.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /cpu:0,/cpu:1")
     p.add_argument("--package-best", type=Path, metavar="OUT",
                    help="do not train: package the run's best checkpoint so far into OUT (works while it runs)")
@@ -254,6 +251,14 @@ def _run_finetune(args: argparse.Namespace) -> None:
           f"measure it with `kdetect eval --model {args.out}/model DIR` on captchas it never saw")
 
 
+def _add_training_overrides(p: argparse.ArgumentParser) -> None:
+    """A training command's config file, and what the command line may put over it (_overridden)."""
+    p.add_argument("config", type=Path)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--out-dir")
+
+
 def _overridden(tc, args: argparse.Namespace, **more):
     """A training config with the command line's --epochs, --steps-per-epoch and --out-dir (and
     `more`) put over it, where given."""
@@ -266,10 +271,7 @@ def _overridden(tc, args: argparse.Namespace, **more):
 def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-classifier", help="train the fixed-length classifier baseline (JSON config); "
                                                 "resumes after a kill")
-    p.add_argument("config", type=Path)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--out-dir")
+    _add_training_overrides(p)
     p.add_argument("--weights", choices=["imagenet"], help="start densenet121 / mobilenetv2 from ImageNet weights "
                                                            "(downloads them)")
     p.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /cpu:0,/cpu:1")
@@ -294,10 +296,7 @@ def _run_train_classifier(args: argparse.Namespace) -> None:
 def _add_train_glyphs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-glyphs", help="train the glyph reader, the detector's second stage, from a config "
                                             "(JSON); with \"detector\" in it, write the two-stage package OUT_DIR/model")
-    p.add_argument("config", type=Path)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--out-dir")
+    _add_training_overrides(p)
     p.add_argument("--detector", help="the detector package to pair the reader with (overrides the config's)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(run=_run_train_glyphs)

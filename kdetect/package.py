@@ -131,24 +131,21 @@ def attach_glyph_reader(detector_dir: str | Path, weights: str | Path, glyph_con
                         out_dir: str | Path, force: bool = False) -> Path:
     """A two-stage package in out_dir: the detector package's network, config and record, with a
     glyph reader (its weights file and config) beside them."""
-    detector_dir, out = Path(detector_dir), Path(out_dir)
+    detector_dir = Path(detector_dir)
     if package_kind(detector_dir) != "detector":
         raise ConfigError(f"{detector_dir} is not a detector package: a glyph reader reads a detector's glyphs")
-    check_replaceable(out, force)
-    tmp = staging_dir(out)
-    shutil.copyfile(detector_dir / CONFIG, tmp / CONFIG)
-    shutil.copyfile(detector_dir / WEIGHTS, tmp / WEIGHTS)
-    shutil.copyfile(weights, tmp / GLYPH_WEIGHTS)
-    (tmp / GLYPH_CONFIG).write_text(glyph_config_json)
+
+    def write_model(folder: Path) -> None:
+        shutil.copyfile(detector_dir / WEIGHTS, folder / WEIGHTS)
+        shutil.copyfile(weights, folder / GLYPH_WEIGHTS)
+        (folder / GLYPH_CONFIG).write_text(glyph_config_json)
+
     training = {**(read_training(detector_dir) or {}), "glyph_reader": summary}
-    (tmp / TRAINING).write_text(json.dumps(training, indent=2) + "\n")
     card = (detector_dir / CARD).read_text() if (detector_dir / CARD).is_file() else "# kdetect detector\n\n"
     card += (f"- Second stage (kdetect/glyphs): a glyph reader trained on {summary.get('train_images', '?'):,} "
              f"synthetic captchas ({summary.get('train_data')}) names each glyph from a crop around it and "
              f"drops doubled boxes; held-out crop accuracy {summary.get('val_crop_accuracy', float('nan')):.4f}.\n")
-    (tmp / CARD).write_text(card)
-    replace_dir(tmp, out, force)
-    return out
+    return write_package(out_dir, (detector_dir / CONFIG).read_text(), training, card, write_model, force)
 
 
 def load_glyph_reader(model_dir: str | Path):

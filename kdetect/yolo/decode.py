@@ -142,6 +142,22 @@ def reading(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, cfg: Mod
     return Reading("".join(g.char for g in glyphs), confidence, glyphs)
 
 
+def candidate_rows(outputs: list[np.ndarray], cfg: ModelConfig,
+                   floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[slice]]:
+    """Batched outputs -> the anchors whose objectness reaches floor: boxes [M, 4] (0..1),
+    objectness [M], class logits [M, C], and each image's slice of them.
+
+    A score is objectness times a class probability, so only those anchors can become glyphs:
+    decoding them alone (a few dozen of K per image) is most of decoding's speed."""
+    flat = flat_outputs(outputs, cfg)  # [B, K, 5+C]
+    objectness = sigmoid(flat[..., 4])  # [B, K]
+    image, anchor = np.nonzero(objectness >= floor)  # [M] each, by image then anchor
+    rows = flat[image, anchor]  # [M, 5+C]
+    bounds = np.searchsorted(image, np.arange(len(flat) + 1))
+    images = [slice(bounds[i], bounds[i + 1]) for i in range(len(flat))]
+    return anchor_boxes(rows, anchor, cfg), objectness[image, anchor], rows[:, 5:], images
+
+
 def decode(outputs: list[np.ndarray], cfg: ModelConfig, image_size: tuple[int, int] | None = None,
            symbols: str | None = None, guess_alphabet: bool = True, length: int | None = None) -> Reading:
     """One image's raw outputs -> Reading. image_size (width, height) scales boxes back to the
@@ -158,19 +174,11 @@ def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[
     when the model knows its training alphabets, each captcha is read with the alphabet its
     glyphs point to (alphabet.py) unless guess_alphabet is False. length: the answer length, if
     known (see glyph_indices)."""
-    flat = flat_outputs(outputs, cfg)  # [B, K, 5+C]
-    objectness = sigmoid(flat[..., 4])  # [B, K]
     floor = score_floor(cfg, length)
-    # A score is objectness times a class probability, so only anchors whose objectness reaches
-    # the floor can become glyphs: decode those alone (a few dozen of K per image).
-    image, anchor = np.nonzero(objectness >= floor)  # [M] each, by image then anchor
-    rows = flat[image, anchor]  # [M, 5+C]
-    boxes, objectness, logits = anchor_boxes(rows, anchor, cfg), objectness[image, anchor], rows[:, 5:]
+    boxes, objectness, logits, images = candidate_rows(outputs, cfg, floor)
     scores, classes = best_class(objectness, logits, symbol_mask(cfg.charset, symbols))
-    bounds = np.searchsorted(image, np.arange(len(flat) + 1))
     readings = []
-    for i in range(len(flat)):
-        own = slice(bounds[i], bounds[i + 1])
+    for i, own in enumerate(images):
         box, score, cls = boxes[own], scores[own], classes[own]
         keep = glyph_indices(box, score, cfg, length)
         if symbols is None and guess_alphabet and cfg.alphabets:
@@ -188,16 +196,10 @@ def proposal_batch(outputs: list[np.ndarray], cfg: ModelConfig,
                    image_sizes: list[tuple[int, int]] | None = None) -> list[tuple[Reading, np.ndarray]]:
     """Batched outputs -> per image its glyphs as the detector finds them (no alphabet guess) and
     their class probabilities [K, C] (the second stage weighs its own reading against them)."""
-    flat = flat_outputs(outputs, cfg)
-    objectness = sigmoid(flat[..., 4])
-    image, anchor = np.nonzero(objectness >= cfg.score_threshold)
-    rows = flat[image, anchor]
-    boxes, logits = anchor_boxes(rows, anchor, cfg), rows[:, 5:]
-    scores, classes = best_class(objectness[image, anchor], logits, symbol_mask(cfg.charset, None))
-    bounds = np.searchsorted(image, np.arange(len(flat) + 1))
+    boxes, objectness, logits, images = candidate_rows(outputs, cfg, cfg.score_threshold)
+    scores, classes = best_class(objectness, logits, symbol_mask(cfg.charset, None))
     found = []
-    for i in range(len(flat)):
-        own = slice(bounds[i], bounds[i + 1])
+    for i, own in enumerate(images):
         keep = glyph_indices(boxes[own], scores[own], cfg)
         glyphs = reading(boxes[own], scores[own], classes[own], cfg, image_sizes[i] if image_sizes else None, keep)
         found.append((glyphs, sigmoid(logits[own][keep])))
