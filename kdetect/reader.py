@@ -15,6 +15,9 @@ from kdetect.yolo.decode import Reading
 
 
 BACKENDS = ("lite", "tf")
+# Pixels one network call takes at most: the batch of 64 captchas it is sized for, and a few of
+# the largest images load_image lets in (the network turns every pixel into floats first).
+BATCH_PIXELS = 16_000_000
 
 
 class Reader(ABC):
@@ -84,8 +87,9 @@ class Reader(ABC):
         for i, a in enumerate(arrays):
             by_size.setdefault(a.shape[:2], []).append(i)
         for (h, w), indices in by_size.items():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start:start + batch_size]
+            step = max(1, min(batch_size, BATCH_PIXELS // (h * w)))
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
                 for i, r in zip(chunk, self._read_arrays(np.stack([arrays[i] for i in chunk]), (w, h), length)):
                     readings[i] = r
         return readings
