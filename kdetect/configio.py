@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,7 +44,14 @@ class JsonConfig:
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         if required - set(data):
             raise ConfigError(f"the {cls.what} needs {sorted(required - set(data))}")
-        cfg = cls(**cls.convert(dict(data)))
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        for name, value in data.items():
+            if not _fits(value, fields[name]):
+                raise ConfigError(f"{name} must be {_described(fields[name])}, not {value!r}")
+        try:
+            cfg = cls(**cls.convert(dict(data)))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"malformed {cls.what}: {err}") from None
         cfg.validate()
         return cfg
 
@@ -57,3 +65,39 @@ class JsonConfig:
             return cls.from_dict(data)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
+
+
+# The annotations of plain JSON values a config field may have; others (tuples, nested configs)
+# are for convert() and validate() to check.
+_PLAIN = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a string", "None": "null"}
+
+
+def check_input_size(height: object, width: object, what: str, least: int = 16, most: int = 1024) -> None:
+    """Refuse a network input size outside [least, most] per side: a model is built (and its
+    memory taken) at that size, and a crafted package asking for 20000x20000 would take gigabytes."""
+    for name, value in (("input_height", height), ("input_width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            raise ConfigError(f"{what} {name} must be a whole number of pixels from {least} to {most}, not {value!r}")
+
+
+def _fits(value: object, annotation: object) -> bool:
+    options = [a.strip() for a in str(annotation).split("|")]
+    if not all(o in _PLAIN for o in options):
+        return True
+    for option in options:
+        if option == "None" and value is None:
+            return True
+        if option == "bool" and isinstance(value, bool):
+            return True
+        if option == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        # Only finite numbers: JSON from Python may hold NaN or Infinity, which no setting means.
+        if option == "float" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return True
+        if option == "str" and isinstance(value, str):
+            return True
+    return False
+
+
+def _described(annotation: object) -> str:
+    return " or ".join(_PLAIN[a.strip()] for a in str(annotation).split("|"))

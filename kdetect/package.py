@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from kdetect.configio import check_input_size
 from kdetect.errors import ConfigError
 from kdetect.fsutil import check_replaceable, replace_dir, staging_dir
 from kdetect.yolo.config import ModelConfig
@@ -120,11 +122,69 @@ def load_package(model_dir: str | Path):
                           "train one with `kdetect train` or leave --model out to use the default")
     cfg = ModelConfig.load(model_dir / CONFIG)
     detector = build_detector(cfg)
-    try:
-        detector.load_weights(str(model_dir / WEIGHTS))
-    except (ValueError, OSError) as err:
-        raise ConfigError(f"{model_dir / WEIGHTS} does not fit the network described by {model_dir / CONFIG}: {err}") from None
+    load_weights(detector, model_dir / WEIGHTS, f"the network described by {model_dir / CONFIG}")
     return detector, cfg
+
+
+def load_weights(network, path: Path, described: str) -> None:
+    """Read a weights file into a network kdetect built itself: only numbers are read, never code
+    or an architecture, and only as many as the network holds (check_weights)."""
+    check_weights(path, network)
+    try:
+        network.load_weights(str(path))
+    except Exception as err:  # noqa: BLE001 - h5py and Keras raise many kinds on a damaged file
+        raise ConfigError(f"{path} does not fit {described} ({type(err).__name__}: {str(err)[:300]}); the "
+                          "package is damaged or was made for another network: write it again") from None
+
+
+def check_weights(path: Path, network) -> None:
+    """Refuse a weights file (HDF5, or a .keras zip holding one) that is not one, or that would
+    decode to far more numbers than the network has: a crafted file may declare gigabytes of
+    compressed zeros, which Keras would read whole before finding that they do not fit."""
+    import zipfile
+
+    # Twice the network's float32 weights, and room for HDF5's own bookkeeping.
+    budget = 8 * network.count_params() + (1 << 20)
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing; the package is incomplete: write it again")
+    if path.suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ConfigError(f"{path} is not a .keras archive (a zip file); the package is damaged: write it again")
+        with zipfile.ZipFile(path) as archive:
+            if sum(info.file_size for info in archive.infolist()) > budget:
+                raise ConfigError(f"{path} unpacks to more than the network's {network.count_params():,} weights "
+                                  "could fill; it is not this package's network")
+            names = archive.namelist()
+            if "model.weights.h5" not in names:
+                raise ConfigError(f"{path} holds no model.weights.h5; the package is damaged: write it again")
+            with tempfile.TemporaryDirectory(prefix="kdetect-weights-") as scratch:
+                inner = Path(scratch) / "model.weights.h5"
+                with archive.open("model.weights.h5") as src, inner.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                _check_hdf5(inner, budget, network, path)
+        return
+    _check_hdf5(path, budget, network, path)
+
+
+def _check_hdf5(path: Path, budget: int, network, shown: Path) -> None:
+    import h5py
+
+    total = 0
+
+    def add(_name: str, item) -> None:
+        nonlocal total
+        if isinstance(item, h5py.Dataset):
+            total += int(item.size) * item.dtype.itemsize
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(add)
+    except Exception as err:  # noqa: BLE001 - h5py raises many kinds on a file that is not HDF5
+        raise ConfigError(f"{shown} is not a weights file (HDF5) ({type(err).__name__}: {str(err)[:200]}); "
+                          "the package is damaged: write it again") from None
+    if total > budget:
+        raise ConfigError(f"{shown} holds {total:,} bytes of weights, far more than the network's "
+                          f"{network.count_params():,} weights; it is not this package's network")
 
 
 def attach_glyph_reader(detector_dir: str | Path, weights: str | Path, glyph_config_json: str, summary: dict,
@@ -157,12 +217,12 @@ def load_glyph_reader(model_dir: str | Path):
     if not (model_dir / GLYPH_CONFIG).is_file():
         return None
     gcfg = GlyphConfig.load(model_dir / GLYPH_CONFIG)
-    reader = build_glyph_reader(gcfg)
     try:
-        reader.load_weights(str(model_dir / GLYPH_WEIGHTS))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"{model_dir / GLYPH_WEIGHTS} cannot be loaded as the glyph reader {GLYPH_CONFIG} "
-                          f"describes ({err}); the package is damaged, write it again") from None
+        check_input_size(gcfg.input_height, gcfg.input_width, "the glyph reader's")
+    except ConfigError as err:
+        raise ConfigError(f"{model_dir / GLYPH_CONFIG}: {err}") from None
+    reader = build_glyph_reader(gcfg)
+    load_weights(reader, model_dir / GLYPH_WEIGHTS, f"the glyph reader {model_dir / GLYPH_CONFIG} describes")
     return reader, gcfg
 
 

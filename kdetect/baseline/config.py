@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdetect.charset import CHARSET
-from kdetect.configio import JsonConfig
+from kdetect.configio import JsonConfig, check_input_size
 from kdetect.errors import ConfigError
 
 BACKBONES = ("small", "mobilenetv2", "densenet121")
@@ -39,10 +39,10 @@ class ClassifierConfig(JsonConfig):
             raise ConfigError(f"this config describes a {self.kind!r} model, not a classifier")
         if self.backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {self.backbone!r}; known: {', '.join(BACKBONES)}")
-        if self.length < 1:
-            raise ConfigError(f"length must be at least 1, not {self.length}")
-        if self.input_height < 32 or self.input_width < 32:
-            raise ConfigError(f"input {self.input_height}x{self.input_width} is too small: 32x32 at least")
+        # 32 px at least: keras.applications backbones need it.
+        check_input_size(self.input_height, self.input_width, "the classifier's", least=32)
+        if not 1 <= self.length <= 64:
+            raise ConfigError(f"length must be 1 to 64, not {self.length}")
         if self.weights not in (None, "imagenet"):
             raise ConfigError(f"weights must be null or \"imagenet\", not {self.weights!r}")
         if not 0 < self.width_multiplier <= 4:
@@ -53,3 +53,5 @@ class ClassifierConfig(JsonConfig):
             raise ConfigError("the small backbone has no pretrained weights; use weights null")
         if len(set(self.charset)) != len(self.charset):
             raise ConfigError("charset has repeated characters")
+        if not self.charset or len(self.charset) > 256:
+            raise ConfigError(f"charset must hold 1 to 256 characters, not {len(self.charset)}")

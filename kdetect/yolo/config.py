@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kdetect.charset import CHARSET
-from kdetect.configio import JsonConfig
+from kdetect.configio import JsonConfig, check_input_size
 from kdetect.errors import ConfigError
 
 
@@ -58,7 +59,7 @@ class ModelConfig(JsonConfig):
     @classmethod
     def convert(cls, data: dict) -> dict:
         if "anchors" in data:
-            data["anchors"] = tuple(tuple(float(v) for v in a) for a in data["anchors"])
+            data["anchors"] = tuple(tuple(_number(v, "anchors") for v in a) for a in data["anchors"])
         if "alphabets" in data:
             data["alphabets"] = tuple(data["alphabets"])
         if "strides" in data:
@@ -66,8 +67,32 @@ class ModelConfig(JsonConfig):
         return data
 
     def validate(self) -> None:
+        # A package's config.json may come from anyone: every value the network is built from is
+        # checked here, before a layer (or a gigabyte) is allocated.
         if self.kind != "detector":
             raise ConfigError(f"this config describes a {self.kind!r} model, not a detector")
+        check_input_size(self.input_height, self.input_width, "the detector's")
+        if not 0 < self.width_multiplier <= 4:
+            raise ConfigError(f"width_multiplier must be in (0, 4], not {self.width_multiplier}")
+        # build_detector's layers make exactly these two scales; other strides describe another network.
+        if tuple(self.strides) != (8, 16):
+            raise ConfigError(f"strides must be [8, 16] (the network's two scales), not {list(self.strides)}")
+        if not 1 <= self.anchors_per_scale <= 9:
+            raise ConfigError(f"anchors_per_scale must be 1 to 9, not {self.anchors_per_scale}")
+        longest = 4 * max(self.input_height, self.input_width)
+        for anchor in self.anchors:
+            if len(anchor) != 2 or not all(0 < v <= longest for v in anchor):
+                raise ConfigError(f"anchor {list(anchor)} must be [width, height], each above 0 and at most "
+                                  f"{longest} px")
+        if not self.charset or len(self.charset) > 256:
+            raise ConfigError(f"charset must hold 1 to 256 characters, not {len(self.charset)}")
+        if any(not c.isprintable() or c.isspace() for c in self.charset):
+            raise ConfigError(f"charset {self.charset!r} may hold only printable characters other than spaces")
+        for name, least in (("score_threshold", 0.0), ("nms_iou", 1e-6), ("ignore_iou", 1e-6)):
+            if not least <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must lie between {least:g} and 1, not {getattr(self, name)}")
+        if not 1 <= self.max_boxes <= 256:
+            raise ConfigError(f"max_boxes must be 1 to 256, not {self.max_boxes}")
         if len(self.anchors) != len(self.strides) * self.anchors_per_scale:
             raise ConfigError(f"{len(self.anchors)} anchors given; {len(self.strides)} scales x "
                               f"{self.anchors_per_scale} anchors are needed")
@@ -79,6 +104,13 @@ class ModelConfig(JsonConfig):
         if self.answer_length is not None and not 1 <= self.answer_length <= self.max_boxes:
             raise ConfigError(f"answer_length must be 1 to max_boxes ({self.max_boxes}) or null, not {self.answer_length}")
         for alphabet in self.alphabets:
-            if not alphabet or set(alphabet) - set(self.charset):
+            if not isinstance(alphabet, str) or not alphabet or set(alphabet) - set(self.charset):
                 raise ConfigError(f"alphabet {alphabet!r} must be a non-empty string of charset characters "
                                   f"({self.charset!r})")
+
+
+def _number(value: object, name: str) -> float:
+    """A finite JSON number as a float; anything else (a string, a bool, NaN) is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must hold finite numbers, not {value!r}")
+    return float(value)
