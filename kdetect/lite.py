@@ -8,6 +8,8 @@ kdetect.yolo.preprocess.preprocess, so the one preprocessing function is still t
 
 Converting takes seconds, so the result is cached on disk under a key of the package's files
 and the TF version: a retrained, averaged or re-tuned package never meets a stale conversion.
+Each entry's sha256 is kept beside it and checked on every load; a damaged entry is converted
+again.
 """
 
 from __future__ import annotations
@@ -85,25 +87,52 @@ def cached_conversion(model, cfg, model_dir: str | Path, part: str = "",
     """The package's TFLite model: from the cache, else converted now (by make(), default the
     detector's or classifier's conversion) and cached.
 
-    A cache that cannot be written (read-only home, full disk) only costs the conversion on
-    every load; it never stops reading."""
+    Each cache entry is the .tflite file and, beside it, the sha256 of its bytes. An entry whose
+    bytes do not match (a flipped bit, a torn write, a hand-edited file) is converted again: a
+    damaged network would read wrong answers, and with confidence. A cache that cannot be
+    written (read-only home, full disk) only costs the conversion on every load; it never stops
+    reading."""
     path = cache_path(model_dir, part)
-    if path.is_file():
-        return path.read_bytes()
+    cached = _read_verified(path)
+    if cached is not None:
+        return cached
     blob = make() if make else convert(model, cfg)
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
+        # The model first, its digest last: an entry is whole only once the digest matches it.
+        _write_replacing(path, blob)
+        _write_replacing(_digest_path(path), hashlib.sha256(blob).hexdigest().encode() + b"\n")
     except OSError as err:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
         warnings.warn(f"kdetect could not cache the converted model in {path.parent} ({err}); set KDETECT_CACHE "
                       "to a writable folder to skip the conversion next time", stacklevel=2)
     return blob
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_verified(path: Path) -> bytes | None:
+    """A cache entry's bytes where its recorded sha256 matches them, else None."""
+    try:
+        recorded = _digest_path(path).read_text().strip()
+        blob = path.read_bytes()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return blob if hashlib.sha256(blob).hexdigest() == recorded else None
+
+
+def _write_replacing(path: Path, data: bytes) -> None:
+    """Write to a temporary name beside path, then rename over it: a reader sees the old file or
+    the new one, never a part."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def default_threads() -> int:
@@ -172,10 +201,5 @@ def lite_inference(model, cfg, model_dir: str | Path, threads: int | None = None
     with part and serving, for another serving graph of the package (the glyph reader's)."""
     shapes = output_shapes(serving if serving is not None else model)
     make = (lambda: convert_serving(serving)) if serving is not None else None
-    try:
-        return LiteInference(cached_conversion(model, cfg, model_dir, part, make), shapes, threads)
-    except ValueError:
-        # The interpreter refused the bytes: a damaged cache file (a fresh conversion never is).
-        # Drop it and convert afresh.
-        cache_path(model_dir, part).unlink(missing_ok=True)
-        return LiteInference(cached_conversion(model, cfg, model_dir, part, make), shapes, threads)
+    # A damaged cache entry never gets here: cached_conversion checks its digest.
+    return LiteInference(cached_conversion(model, cfg, model_dir, part, make), shapes, threads)
