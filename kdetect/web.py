@@ -1,7 +1,8 @@
 """Serve the browser demo (web/) on localhost: the static page, TF.js from npm, the exported model.
 
 Any static file server would do; this one checks first that the page has what it needs, so a
-missing `npm ci` or a missing model export is named up front instead of as a broken page.
+missing `npm ci` or a missing model export is named up front instead of as a broken page. A
+folder given to serve is only served: npm runs in the project's own web/ alone, never elsewhere.
 """
 
 from __future__ import annotations
@@ -27,21 +28,29 @@ def web_dir() -> Path:
     return folder
 
 
-def install_tfjs(folder: Path) -> None:
-    """npm ci in folder: the pinned TF.js from package-lock.json, no CDN at page time."""
+def install_tfjs() -> Path:
+    """`npm ci` in the project's own web/: the pinned TF.js from its package-lock.json, no CDN at
+    page time. --ignore-scripts: installing runs no package's lifecycle scripts. Only ever there:
+    `npm ci` in another folder would run whatever that folder's package.json says."""
+    folder = web_dir()
     npm = shutil.which("npm")
     if npm is None:
-        raise KdetectError("npm is not installed, and web/node_modules is missing: install Node "
-                           "(`apt-get install nodejs npm`), or run `npm ci` in web/ elsewhere and copy it")
-    proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=folder, capture_output=True, text=True)
+        raise KdetectError(f"npm is not installed, and {folder / 'node_modules'} is missing: install Node "
+                           "(`apt-get install nodejs npm`), or run `npm ci --ignore-scripts` in web/ elsewhere "
+                           "and copy its node_modules")
+    proc = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=folder,
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise KdetectError(f"`npm ci` in {folder} failed: {proc.stderr.strip()[-1500:]}")
+    return folder
 
 
 def check_web(folder: Path) -> None:
     """Raise with the fix if the page would load without TF.js or without a model."""
     if not (folder / TFJS).is_file():
-        raise KdetectError(f"TF.js is missing ({folder / TFJS}): run `npm ci` in {folder}")
+        raise KdetectError(f"TF.js is missing ({folder / TFJS}): kdetect installs it only into its own web/; "
+                           f"install it into {folder} yourself (`npm ci --ignore-scripts` there, if you trust "
+                           "its package.json), or serve web/ without --dir")
     if not (folder / MODEL).is_file():
         raise KdetectError(f"no exported model at {folder / MODEL}: run `kdetect export tfjs --out {folder / 'model'}`")
 

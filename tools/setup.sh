@@ -31,5 +31,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev,export]"
 # The demo page loads TF.js from web/node_modules (pinned by web/package-lock.json; no CDN).
-(cd web && npm ci --no-audit --no-fund --loglevel=error)
+# --ignore-scripts: no package's install scripts run (TF.js needs none).
+(cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 echo "setup: done (.venv/bin/kdetect is ready)"
