@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from kdetect.errors import ConfigError, KdetectError
@@ -32,14 +33,27 @@ def main(argv: list[str] | None = None) -> int:
     _add_soup(sub)
     _add_compare(sub)
     args = parser.parse_args(argv)
+    # load_image refuses such images itself, naming its own limit; PIL's warning would only repeat it.
+    warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
     try:
         return args.run(args) or 0
     except KdetectError as err:
-        print(f"kdetect: error: {err}", file=sys.stderr)
+        print(f"kdetect: error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        # What the system refused (a full disk, a folder without write permission): its own words
+        # say it, a traceback would only bury them.
+        print(f"kdetect: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kdetect: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def one_line(text: str) -> str:
+    """text with backslashes, tabs and line breaks escaped (a file name may hold any of them), so
+    that it stays one line and one field of tab-separated output."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
@@ -79,7 +93,8 @@ def _run_generate(args: argparse.Namespace) -> None:
     spec = DatasetSpec(config=config, seed=args.seed, count=args.count,
                        tfrecord=args.tfrecord, shard_size=args.shard_size, preset=args.preset)
     with tqdm(total=args.count, unit="img", desc="generate") as bar:
-        manifest = generate(spec, args.out, workers=args.workers, progress=bar.update)
+        source = str(path) + (" with --fonts " + " ".join(map(str, args.fonts)) if args.fonts else "")
+        manifest = generate(spec, args.out, workers=args.workers, progress=bar.update, source=source)
     lengths = ", ".join(f"{k}: {v}" for k, v in manifest["lengths"].items())
     print(f"wrote {manifest['images']} images to {args.out} ({manifest['format']}; lengths {lengths})")
 
@@ -119,7 +134,8 @@ def _add_symbols(p: argparse.ArgumentParser) -> None:
 
 
 def _add_solve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("solve", help="read captcha images")
+    p = sub.add_parser("solve", help="read captcha images; prints `file<TAB>answer` lines (backslashes, tabs and "
+                                     "line breaks in a file name written as \\\\, \\t, \\n and \\r)")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object per image, with glyph scores and boxes")
     p.add_argument("--draw", type=Path, help="write a PNG with the read glyph boxes drawn")
@@ -141,9 +157,10 @@ def _run_solve(args: argparse.Namespace) -> int:
     drawn = []
     for path in args.images:
         try:
-            reading = solver.read(path)
+            image = load_image(path)
+            reading = solver.read(image)
         except InvalidImageError as err:
-            print(f"kdetect: {err}", file=sys.stderr)
+            print(f"kdetect: {one_line(str(err))}", file=sys.stderr)
             failed += 1
             continue
         if args.json:
@@ -153,8 +170,9 @@ def _run_solve(args: argparse.Namespace) -> int:
             print(json.dumps({"file": str(path), "text": reading.text, "confidence": round(reading.confidence, 4),
                               "glyphs": glyphs}))
         else:
-            print(f"{path}\t{reading.text}")
-        drawn.append((load_image(path), reading))
+            print(f"{one_line(str(path))}\t{reading.text}")
+        if args.draw:
+            drawn.append((image, reading))
     if args.draw and drawn:
         from PIL import Image
 
@@ -183,6 +201,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     from kdetect.solver import Solver
 
     result = evaluate(Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length), args.folder)
+    for warning in result["warnings"]:
+        print(f"kdetect: warning: {one_line(warning)}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -193,7 +213,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if result["confused"]:
         print("most confused: " + ", ".join(f"{c['truth']}->{c['read']} x{c['count']}" for c in result["confused"]))
     for err in result["invalid"]:
-        print(f"unreadable: {err}")
+        print(f"unreadable: {one_line(err)}")
     return 0
 
 
@@ -385,7 +405,8 @@ def _add_web(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("web", help="serve the browser demo (web/) on localhost")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--dir", type=Path, help="the folder to serve (default: web/ of this checkout)")
+    p.add_argument("--dir", type=Path, help="the folder to serve (default: web/ of this checkout); it is only "
+                                            "served: kdetect installs TF.js into its own web/ alone")
     p.set_defaults(run=_run_web)
 
 
@@ -393,9 +414,10 @@ def _run_web(args: argparse.Namespace) -> None:
     from kdetect.web import TFJS, check_web, install_tfjs, make_server, web_dir
 
     folder = args.dir or web_dir()
-    if not (folder / TFJS).is_file():
-        print(f"installing the pinned TF.js into {folder}/node_modules (npm ci) ...")
-        install_tfjs(folder)
+    # Another folder is only served: installing there would run its package.json's scripts.
+    if args.dir is None and not (folder / TFJS).is_file():
+        print(f"installing the pinned TF.js into {folder}/node_modules (npm ci --ignore-scripts) ...")
+        install_tfjs()
     check_web(folder)
     server = make_server(folder, args.host, args.port)
     host, port = server.server_address[:2]

@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from kdetect.errors import ConfigError, DatasetError, InvalidImageError
-from kdetect.evaluate import read_labels
+from kdetect.evaluate import foreign_answers, read_labels
 from kdetect.fsutil import check_replaceable, replace_dir, staging_dir, write_atomic
 from kdetect.images import load_image
 from kdetect.yolo.decode import Reading
@@ -164,6 +164,11 @@ def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: s
     if package_kind(model_dir) != "detector":
         raise ConfigError(f"{model_dir} is not a detector package: only the detector places glyph boxes to fine-tune on")
     items, alphabets = labelled_items(folders)
+    start = ModelConfig.load(model_dir / "config.json")
+    foreign = foreign_answers(items, start.charset)
+    if foreign:
+        raise DatasetError(f"{foreign}; a fine-tune cannot teach a character the model has no class for: fix "
+                           "those answers in labels.tsv, or remove their lines")
     train_items, val_items = split_items(items, fc.val_fraction, fc.seed)
     # The reader as shipped would fix each image's alphabet by its guess; the boxes need only places.
     reader = Solver(model_dir, guess_alphabet=False)
@@ -177,7 +182,7 @@ def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: s
         batch_size=fc.batch_size, learning_rate=fc.learning_rate,
         warmup_steps=min(50, fc.steps_per_epoch), val_images=len(val_items), patience=fc.epochs,
         seed=fc.seed, augment=fc.augment, kmeans_anchors=False,
-        model=dataclasses.replace(ModelConfig.load(model_dir / "config.json"), answer_length=one_length(items)),
+        model=dataclasses.replace(start, answer_length=one_length(items)),
         tune_thresholds=False)
     record = {"model": str(model_dir), "folders": [str(f) for f in folders], **dataclasses.asdict(fc)}
     write_atomic(out / "finetune_config.json", json.dumps(record, indent=2) + "\n")

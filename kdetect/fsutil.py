@@ -51,12 +51,21 @@ def foreign_entries(folder: str | Path) -> list[str]:
     return sorted(names - ours)
 
 
-def check_replaceable(target: str | Path, force: bool = False) -> None:
-    """Refuse an output path that is a file, or a folder holding what kdetect did not write
-    (unless force: the user said so)."""
+def check_folder_path(target: str | Path) -> None:
+    """Refuse an output folder path that is a file, or lies under one."""
     target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise OutputError(f"{target} is a file, not a folder; choose another --out")
+    for folder in (target, *target.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise OutputError(f"{folder} is a file, not a folder; choose another --out")
+            return
+
+
+def check_replaceable(target: str | Path, force: bool = False) -> None:
+    """Refuse an output path that is (or lies under) a file, or a folder holding what kdetect did
+    not write (unless force: the user said so)."""
+    target = Path(target)
+    check_folder_path(target)
     if force or not target.is_dir():
         return
     foreign = foreign_entries(target)

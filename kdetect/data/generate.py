@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kdetect.data import renderer
-from kdetect.errors import DatasetError
-from kdetect.fsutil import write_atomic
+from kdetect.errors import ConfigError, DatasetError, OutputError
+from kdetect.fsutil import check_folder_path, write_atomic
 
 SETTINGS = "dataset.json"
 
@@ -53,14 +54,19 @@ class DatasetSpec:
 
 
 def generate(spec: DatasetSpec, out_dir: str | Path, workers: int | None = None,
-             progress: Callable[[int], None] | None = None) -> dict:
-    """Render the dataset into out_dir (resuming if it was started before); returns the manifest."""
+             progress: Callable[[int], None] | None = None, source: str | None = None) -> dict:
+    """Render the dataset into out_dir (resuming if it was started before); returns the manifest.
+    source: how errors name the render config (the user's file or preset); out_dir is written
+    to only once the config is known to be good, and only if it is empty or this dataset's own."""
     if spec.count < 1 or spec.shard_size < 1:
         raise DatasetError("count and shard size must be at least 1")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be at least 1, not {workers!r}; leave it out to use every core")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    fonts = _checked_config(spec.config, source)
+    _make_folder(out)
     _claim(out, spec)
-    _check_fonts(out, renderer.check_config(out / "config.json"))
+    _check_fonts(out, fonts)
     config_file = out / "config.json"
     report = progress or (lambda n: None)
     pending = []
@@ -76,12 +82,34 @@ def generate(spec: DatasetSpec, out_dir: str | Path, workers: int | None = None,
     return _finish(spec, out)
 
 
+def _checked_config(config: dict, source: str | None) -> dict[str, str]:
+    """The renderer's check of a config (see renderer.check_config), made on a copy outside the
+    output folder: a config it refuses leaves no trace there to block the corrected rerun."""
+    with tempfile.TemporaryDirectory(prefix="kdetect-config-") as scratch:
+        path = Path(scratch) / "config.json"
+        path.write_text(json.dumps(config, indent=2) + "\n")
+        return renderer.check_config(path, name=source or "the render config")
+
+
+def _make_folder(out: Path) -> None:
+    check_folder_path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot make the output folder {out}: {err.strerror or err}") from None
+
+
 def _claim(out: Path, spec: DatasetSpec) -> None:
     """Record the spec, or check that a resumed run asks for the same dataset."""
     settings = json.loads(json.dumps(asdict(spec)))
     path = out / SETTINGS
     if path.is_file():
-        if json.loads(path.read_text()) != settings:
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise DatasetError(f"{out} holds a {SETTINGS} that kdetect cannot read, so it is not a kdetect dataset; "
+                               "choose an empty --out folder") from None
+        if recorded != settings:
             raise DatasetError(f"{out} already holds a dataset made with other settings ({path}); "
                                "choose a new --out folder, or delete that one to start again")
     elif any(out.iterdir()):

@@ -72,13 +72,14 @@ def php_binary() -> str:
     return php
 
 
-def check_config(config_file: Path) -> dict[str, str]:
+def check_config(config_file: Path, name: str | None = None) -> dict[str, str]:
     """Validate a config with the renderer itself (one source of truth); returns {font name: sha256 of its strip},
-    which pins down the fonts a dataset was drawn with."""
+    which pins down the fonts a dataset was drawn with. name: how an error names the config
+    (default: config_file), e.g. the user's own file where config_file is a copy of it."""
     proc = subprocess.run([php_binary(), *PHP_JIT, str(renderer_script()), "--config", str(config_file), "--check"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ConfigError(_php_message(proc.stderr, config_file))
+        raise ConfigError(_php_message(proc.stderr, name or config_file))
     found = json.loads(proc.stdout)
     return {name: hashlib.sha256(Path(file).read_bytes()).hexdigest()
             for name, file in zip(found["fonts"], found["font_files"])}
@@ -101,7 +102,7 @@ def render(config_file: Path, seed: int, start: int, count: int, out_dir: Path,
         raise RendererError(_php_message(stderr, config_file))
 
 
-def _php_message(stderr: str, config_file: Path) -> str:
+def _php_message(stderr: str, config_file: Path | str) -> str:
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
     detail = lines[-1].removeprefix("kcaptcha_bbox: ") if lines else "the renderer failed without a message"
     return f"{config_file}: {detail}"
