@@ -171,9 +171,10 @@ def _check_hdf5(path: Path, budget: int, network, shown: Path) -> None:
 
     total = 0
 
-    def add(_name: str, item) -> None:
+    def add(name: str, item) -> None:
         nonlocal total
-        if isinstance(item, h5py.Dataset):
+        # A training run's best weights carry the optimizer's state too (Adam: two slots a weight).
+        if isinstance(item, h5py.Dataset) and not name.startswith("optimizer/"):
             total += int(item.size) * item.dtype.itemsize
 
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from kdetect.images import ImageLike
-from kdetect.glyphs.decode import crop_centres, refine
+from kdetect.glyphs.decode import look_twice, refine
 from kdetect.package import default_model_dir, load_glyph_reader, load_package, package_kind
 from kdetect.reader import Reader, glyph_inference, inference
 from kdetect.yolo.decode import Reading, decode_batch, proposal_batch, score_floor
@@ -39,9 +39,10 @@ class DetectorReader(Reader):
         if length is not None:
             proposing = dataclasses.replace(proposing, score_threshold=score_floor(proposing, length))
         found = proposal_batch(outputs, proposing, sizes)
-        probs = self._read_glyphs(images, crop_centres([p for p, _ in found], sizes, self.glyph_config))
-        return [refine(p, pr, self.glyph_config, self.config.alphabets, self.symbols, self.guess_alphabet, length, dp)
-                for (p, dp), pr in zip(found, probs)]
+        columns, probs, seconds = look_twice(images, found, sizes, self.glyph_config, self._read_glyphs, length)
+        return [refine(p, pr, self.glyph_config, self.config.alphabets, self.symbols, self.guess_alphabet, length, dp,
+                       cols, second)
+                for (p, dp), pr, cols, second in zip(found, probs, columns, seconds)]
 
 
 def open_reader(model_dir: str | Path, symbols: str | None = None, backend: str = "lite",

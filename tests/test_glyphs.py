@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from kdetect.glyphs.config import GlyphConfig
-from kdetect.glyphs.decode import crop_centres, refine
+from kdetect.glyphs.decode import crop_centres, look_twice, refine
 from kdetect.glyphs.model import build_glyph_reader, crop_columns
 from kdetect.glyphs.samples import label_positions
 from kdetect.yolo.decode import Glyph, Reading
@@ -86,38 +86,82 @@ def test_crop_centres_are_input_columns_padded_per_batch():
     assert crop_centres([proposal_of(0)], [(160, 60)], gcfg).shape == (1, 1)
 
 
+def column_reader(table: np.ndarray):
+    """A stand-in glyph reader whose reading of a crop depends only on its column: table [W, C + 1]."""
+    return lambda images, centres: table[np.asarray(centres)]
+
+
+def test_a_second_look_brings_back_a_glyph_beside_its_box_but_not_a_doubled_box():
+    gcfg = GlyphConfig(relook_step=3, relook_steps=2, relook_separation=10)
+    table = np.full((160, NONE + 1), 0.0, np.float32)
+    table[:, NONE] = 1.0  # no glyph anywhere ...
+    for column, char in ((20, "4"), (46, "7"), (60, "7"), (83, "2")):  # ... but at these columns
+        table[column] = one_hot_probs(char)[0]
+    # Boxes centred at columns 20, 40 (the 7 at 46 is 6 columns off), 57 (the 7 at 60 again: a
+    # doubled box once 46 is kept? no: 60 is 14 columns from 46, a glyph of its own), 80 (the 2
+    # at 83, 3 off) and 63 (a second box on the 7 at 60, 3 columns off).
+    boxes = [(c - 9.0, 5.0, c + 9.0, 50.0) for c in (20, 40, 57, 63, 80)]
+    proposal = Reading("", 0.0, tuple(Glyph("x", 0.5, b) for b in boxes))
+    found = [(proposal, np.ones((5, NONE), np.float32))]
+    columns, probs, seconds = look_twice(np.zeros((1, 64, 160, 3), np.uint8), found, [(160, 64)], gcfg,
+                                         column_reader(table))
+    assert columns.tolist() == [[20, 40, 57, 63, 80]]
+    reading = refine(proposal, probs[0], gcfg, (), columns=columns[0], second=seconds[0])
+    # 40 finds the 7 at 46 (+6, after +3 and -3 read nothing); 57 the 7 at 60 (+3); 63 finds
+    # that 7 too (-3), 3 columns from 57's: a doubled box; 80 finds the 2 at 83.
+    assert reading.text == "4772"
+    assert [g.box[0] for g in reading.glyphs] == [11.0, 31.0, 48.0, 71.0]
+    # Without the second look only the glyph the detector centred on is read.
+    assert refine(proposal, probs[0], gcfg, ()).text == "4"
+    # With a known length the reader runs once and keeps the `length` likeliest crops.
+    _, _, once = look_twice(np.zeros((1, 64, 160, 3), np.uint8), found, [(160, 64)], gcfg, column_reader(table), length=2)
+    assert once == [None]
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_javascript_second_stage_matches_python(tmp_path):
     gcfg = GlyphConfig()
     rng = np.random.default_rng(4)
     alphabets = ("0123456789", "0123456789", "23456789abcdegikpqsvxyz", "0123456789abcdefghijklmnopqrstuvwxyz")
     cases = []
-    for n in range(12):
+    for n in range(16):
         k = int(rng.integers(0, 9))
-        probs = rng.dirichlet(np.full(NONE + 1, 0.3), size=k).astype(np.float32)
+        # A reading per column, "no glyph" at most columns, so first looks drop and second looks find.
+        table = rng.dirichlet(np.full(NONE + 1, 0.3), size=160).astype(np.float32)
+        table[rng.uniform(size=160) < 0.6] = np.eye(NONE + 1, dtype=np.float32)[NONE] * 0.9 + 0.1 / (NONE + 1)
         detector = rng.uniform(0, 1, (k, NONE)).astype(np.float32) if n % 2 else None
         width = int(rng.choice([160, 200, 320]))
-        spans = np.sort(rng.uniform(0, width, (k, 2)), axis=1).tolist()
+        spans = np.sort(rng.uniform(0, width, (k, 2)), axis=1)
+        spans = spans[np.argsort(spans.mean(1), kind="stable")].tolist()
         proposal = Reading("", 0.0, tuple(Glyph("x", 0.5, (x0, 3.0, x1, 50.0)) for x0, x1 in spans))
-        expected = refine(proposal, probs, gcfg, alphabets, length=4 if n % 3 == 0 else None, detector_probs=detector)
+        length = 4 if n % 3 == 0 else None
+        columns, probs, seconds = look_twice(np.zeros((1, 60, width, 3), np.uint8), [(proposal, detector)],
+                                             [(width, 60)], gcfg, column_reader(table), length)
+        expected = refine(proposal, probs[0], gcfg, alphabets, length=length, detector_probs=detector,
+                          columns=columns[0], second=seconds[0])
         cases.append({
             "proposal": {"glyphs": [{"box": list(g.box)} for g in proposal.glyphs],
                          **({"classProbs": detector.tolist()} if detector is not None else {})},
-            "width": width, "length": 4 if n % 3 == 0 else None,
-            "probs": {"data": probs.reshape(-1).tolist(), "shape": [k, NONE + 1]},
-            "centres": crop_centres([proposal], [(width, 60)], gcfg)[0].tolist(),
+            "width": width, "length": length, "table": table.tolist(),
+            "centres": columns[0].tolist(), "relooked": seconds[0] is not None,
             "text": expected.text, "scores": [g.score for g in expected.glyphs],
         })
+    assert any(c["relooked"] for c in cases) and any(not c["relooked"] for c in cases)
     meta = {"alphabets": list(alphabets), "glyphs": json.loads(gcfg.to_json())}
     (tmp_path / "cases.json").write_text(json.dumps({"meta": meta, "cases": cases}))
     script = tmp_path / "check.mjs"
     script.write_text(
-        f"import {{ cropCentres, refine }} from {json.dumps((WEB / 'decode.js').as_uri())};\n"
+        f"import {{ cropCentres, refine, relookCentres, secondLooks }} from {json.dumps((WEB / 'decode.js').as_uri())};\n"
         "import { readFileSync } from 'node:fs';\n"
         f"const {{ meta, cases }} = JSON.parse(readFileSync({json.dumps(str(tmp_path / 'cases.json'))}, 'utf8'));\n"
+        "const read = (table, columns) => Array.from(columns, (c) => table[c]);\n"
         "const out = cases.map((c) => {\n"
-        "  const r = refine(c.proposal, c.probs, meta, { length: c.length });\n"
-        "  return { text: r.text, scores: r.glyphs.map((g) => g.score), centres: Array.from(cropCentres(c.proposal, c.width, meta)) };\n"
+        "  const columns = cropCentres(c.proposal, c.width, meta);\n"
+        "  const probs = read(c.table, columns);\n"
+        "  const relook = relookCentres(c.proposal, probs, columns, meta, { length: c.length });\n"
+        "  const second = relook ? secondLooks(read(c.table, relook.columns), relook.slots, meta) : null;\n"
+        "  const r = refine(c.proposal, probs, meta, { length: c.length, columns, second });\n"
+        "  return { text: r.text, scores: r.glyphs.map((g) => g.score), centres: Array.from(columns), relooked: relook !== null };\n"
         "});\n"
         "console.log(JSON.stringify(out));\n")
     proc = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
@@ -126,6 +170,7 @@ def test_javascript_second_stage_matches_python(tmp_path):
         assert got["text"] == case["text"]
         np.testing.assert_allclose(got["scores"], case["scores"], rtol=1e-5)
         assert got["centres"] == case["centres"]
+        assert got["relooked"] == case["relooked"]
 
 
 def two_stage_package(untrained_package, tmp_path: Path, seed: int = 0) -> Path:

@@ -5,7 +5,9 @@
 // (waiting for an image), "done" (a result is shown), "error" (see #status; dataset.error says
 // which: "no-tfjs", "no-model", "bad-model", "image").
 
-import { cropCentres, decode, decodeClassifier, proposals, refine } from './decode.js';
+import {
+  cropCentres, decode, decodeClassifier, proposals, refine, relookCentres, secondLooks,
+} from './decode.js';
 
 const MODEL_URL = 'model/model.json';
 const META_URL = 'model/metadata.json';
@@ -140,6 +142,16 @@ async function readBack(result) {
   }
 }
 
+/** The glyph reader's outputs for crops of the input around the columns (an Int32Array). */
+async function readGlyphs(input, columns) {
+  const centres = tf.tensor2d(columns, [1, columns.length], 'int32');
+  try {
+    return await readBack(await runGraph(glyphModel, { image: input, centres }));
+  } finally {
+    centres.dispose();
+  }
+}
+
 /** Image -> {reading, ms}: the answer and the milliseconds taken by both stages, reading the
  * outputs back from the accelerator included. */
 async function infer(image) {
@@ -153,13 +165,11 @@ async function infer(image) {
     } else if (glyphModel) {
       const proposal = proposals(outputs, meta, image.naturalWidth, image.naturalHeight);
       const columns = cropCentres(proposal, image.naturalWidth, meta);
-      const centres = tf.tensor2d(columns, [1, columns.length], 'int32');
-      try {
-        const [probs] = await readBack(await runGraph(glyphModel, { image: input, centres }));
-        reading = refine(proposal, probs, meta);
-      } finally {
-        centres.dispose();
-      }
+      const [probs] = await readGlyphs(input, columns);
+      // The second look: proposals the first look dropped, read again a few columns aside.
+      const relook = relookCentres(proposal, probs, columns, meta);
+      const second = relook ? secondLooks((await readGlyphs(input, relook.columns))[0], relook.slots, meta) : null;
+      reading = refine(proposal, probs, meta, { columns, second });
     } else {
       reading = decode(outputs, meta, image.naturalWidth, image.naturalHeight);
     }

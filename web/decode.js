@@ -324,12 +324,9 @@ export function cropCentres(proposal, imageWidth, meta) {
   return centres;
 }
 
-/** A proposal (from proposals(): its classProbs, the detector's class probabilities, weigh in as
- * glyphs.detector_weight says) and the reader's probabilities for its crops ({data, shape [K, C + 1]} or nested,
- * a batch of 1 allowed) -> {text, confidence, glyphs}. With a known answer length (options, else
- * meta.answer_length) the `length` crops likeliest to hold a glyph are kept. */
-export function refine(proposal, probs, meta, { guessAlphabet: guess = true, length } = {}) {
-  const answerLength = length ?? meta.answer_length ?? null;
+/** The glyph reader's probabilities ({data, shape [K, C + 1]} or nested) -> rows [count][C + 1]
+ * combined with the detector's (decode.py first_look), and the indices the reject threshold keeps. */
+function firstLook(proposal, probs, meta) {
   const g = meta.glyphs;
   const { data, shape } = flatOutput(probs, 2, '[glyphs, classes]');
   const C = g.charset.length;
@@ -337,14 +334,87 @@ export function refine(proposal, probs, meta, { guessAlphabet: guess = true, len
   const count = Math.min(proposal.glyphs.length, g.max_glyphs, shape[0]);
   const all = combine(Array.from({ length: count }, (_, k) => Array.from(data.slice(k * (C + 1), (k + 1) * (C + 1)))),
     proposal.classProbs, g.detector_weight ?? 0);
-  const none = (k) => all[k][C];
-  let kept = [];
-  for (let k = 0; k < count; k += 1) {
-    if (answerLength !== null || none(k) < g.reject_threshold) kept.push(k);
+  const kept = [];
+  for (let k = 0; k < count; k += 1) if (all[k][C] < g.reject_threshold) kept.push(k);
+  return { all, kept, C };
+}
+
+/** Where a second look reads, in columns from the first: +s, -s, +2s, -2s, ... */
+function relookOffsets(g) {
+  const offsets = [];
+  for (let step = 1; step <= (g.relook_steps ?? 0); step += 1) offsets.push(step * g.relook_step, -step * g.relook_step);
+  return offsets;
+}
+
+/** The second look (decode.py relook_centres, one image): the proposals the first look drops
+ * are read again a few columns either side. -> {columns: Int32Array [M] (M at least 1), slots:
+ * the slot k * L + j each column stands for}, or null when there is nothing to read again (a
+ * known answer length, no second look configured, or nothing dropped). */
+export function relookCentres(proposal, probs, columns, meta, { length } = {}) {
+  const g = meta.glyphs;
+  const answerLength = length ?? meta.answer_length ?? null;
+  const offsets = relookOffsets(g);
+  if (answerLength !== null || offsets.length === 0) return null;
+  const { all, kept } = firstLook(proposal, probs, meta);
+  const slots = [];
+  for (let k = 0; k < all.length; k += 1) {
+    if (!kept.includes(k)) offsets.forEach((_, j) => slots.push(k * offsets.length + j));
   }
+  if (slots.length === 0) return null;
+  const out = new Int32Array(slots.length);
+  slots.forEach((slot, i) => {
+    const k = Math.floor(slot / offsets.length);
+    out[i] = clip(columns[k] + offsets[slot % offsets.length], 0, g.input_width - 1);
+  });
+  return { columns: out, slots };
+}
+
+/** The second look's probabilities ({data, shape [M, C + 1]} or nested) and relookCentres' slots
+ * -> rows by slot (a Map), for refine's `second`. */
+export function secondLooks(probs, slots, meta) {
+  const C = meta.glyphs.charset.length;
+  const { data } = flatOutput(probs, 2, '[glyphs, classes]');
+  return new Map(slots.map((slot, i) => [slot, Array.from(data.slice(i * (C + 1), (i + 1) * (C + 1)))]));
+}
+
+/** A proposal (from proposals(): its classProbs, the detector's class probabilities, weigh in as
+ * glyphs.detector_weight says) and the reader's probabilities for its crops ({data, shape [K, C + 1]} or nested,
+ * a batch of 1 allowed) -> {text, confidence, glyphs}. With a known answer length (options, else
+ * meta.answer_length) the `length` crops likeliest to hold a glyph are kept. Without one,
+ * options.columns (cropCentres') and options.second (secondLooks') give the second look at the
+ * dropped proposals (decode.py relook). */
+export function refine(proposal, probs, meta, { guessAlphabet: guess = true, length, columns, second } = {}) {
+  const answerLength = length ?? meta.answer_length ?? null;
+  const g = meta.glyphs;
+  const { all, kept: firstKept, C } = firstLook(proposal, probs, meta);
+  const count = all.length;
+  const none = (k) => all[k][C];
+  let kept = firstKept;
   if (answerLength !== null) {
     // Array.prototype.sort is stable, as numpy's argsort(kind="stable").
-    kept = kept.sort((a, b) => none(a) - none(b)).slice(0, answerLength).sort((a, b) => a - b);
+    kept = Array.from({ length: count }, (_, k) => k).sort((a, b) => none(a) - none(b))
+      .slice(0, answerLength).sort((a, b) => a - b);
+  } else if (second && columns && relookOffsets(g).length) {
+    const offsets = relookOffsets(g);
+    const placed = new Map(kept.map((k) => [k, columns[k]]));
+    for (let k = 0; k < count; k += 1) {
+      if (placed.has(k)) continue;
+      for (let j = 0; j < offsets.length; j += 1) {
+        const column = columns[k] + offsets[j];
+        if (column < 0 || column >= g.input_width) continue;
+        const raw = second.get(k * offsets.length + j);
+        const [row] = combine([raw], proposal.classProbs ? [proposal.classProbs[k]] : null, g.detector_weight ?? 0);
+        if (row[C] < g.reject_threshold) {
+          // A glyph there that a kept one already stands on means this box was doubled.
+          if ([...placed.values()].every((c) => Math.abs(column - c) >= g.relook_separation)) {
+            placed.set(k, column);
+            all[k] = row;
+          }
+          break;
+        }
+      }
+    }
+    kept = [...placed.keys()].sort((a, b) => placed.get(a) - placed.get(b) || a - b);
   }
   const rows = kept.map((k) => all[k].slice(0, C));
   let symbols = null;

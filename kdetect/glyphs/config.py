@@ -33,6 +33,19 @@ class GlyphConfig(JsonConfig):
     # sharper on fonts it trained on, the detector saw more shapes), so together they read fonts
     # neither trained on better than either. 0: the reader alone.
     detector_weight: float = 0.5
+    # A second look: the detector's box centre for a glyph is often a few columns off, where the
+    # crop reads "no glyph". A rejected proposal is read again relook_step, 2 x relook_step, ...
+    # (relook_steps of them) columns to its right and left; the first crop that holds a glyph is
+    # kept, unless it lies within relook_separation columns of a glyph already kept (then the
+    # proposal was a doubled box). relook_steps 0: no second look.
+    relook_step: int = 3
+    relook_steps: int = 2
+    relook_separation: int = 10
+
+    @property
+    def relook_offsets(self) -> list[int]:
+        """Where a second look reads, in columns from the first: +s, -s, +2s, -2s, ..."""
+        return [sign * step * self.relook_step for step in range(1, self.relook_steps + 1) for sign in (1, -1)]
 
     @property
     def num_classes(self) -> int:
@@ -51,5 +64,11 @@ class GlyphConfig(JsonConfig):
                 raise ConfigError(f"{name} must lie in (0, 1], not {value}")
         if not 0.0 <= self.detector_weight <= 4.0:
             raise ConfigError(f"detector_weight must lie between 0 and 4, not {self.detector_weight}")
+        if not 1 <= self.relook_step <= self.crop_width // 2:
+            raise ConfigError(f"relook_step must lie between 1 and half the crop width, not {self.relook_step}")
+        if not 0 <= self.relook_steps <= 4:
+            raise ConfigError(f"relook_steps must lie between 0 and 4, not {self.relook_steps}")
+        if not 0 <= self.relook_separation <= self.input_width:
+            raise ConfigError(f"relook_separation must lie between 0 and the input width, not {self.relook_separation}")
         if len(set(self.charset)) != len(self.charset):
             raise ConfigError("charset has repeated characters")
