@@ -44,3 +44,29 @@ def test_augmenter_is_deterministic_per_seed(make_config, tmp_path):
     c = Augmenter()(image, boxes, labels, 8)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
+
+
+def test_augmentation_changes_images_and_augment_dataset_applies_its_fraction(make_config, tmp_path):
+    import tensorflow as tf
+
+    from kdetect.data.augment import augment_dataset
+
+    config = make_config("gnuboard5")
+    anns = list(renderer.render(config, seed=3, start=0, count=4, out_dir=tmp_path))
+    images = [np.asarray(Image.open(tmp_path / a["file"]).convert("RGB")) for a in anns]
+    boxes = [np.array([b[:4] for b in a["boxes"]], np.float32) for a in anns]
+    changed = sum(not np.array_equal(Augmenter()(images[0], boxes[0], np.zeros(len(boxes[0]), np.int32), seed)[0], images[0])
+                  for seed in range(10))
+    assert changed >= 5  # an augmenter that did nothing would change none (some draws apply nothing)
+
+    def examples():
+        for image, box in zip(images, boxes):
+            yield {"image": image, "boxes": box, "labels": np.zeros(len(box), np.int32)}
+
+    spec = {"image": tf.TensorSpec(images[0].shape, tf.uint8), "boxes": tf.TensorSpec([None, 4], tf.float32),
+            "labels": tf.TensorSpec([None], tf.int32)}
+    ds = tf.data.Dataset.from_generator(examples, output_signature=spec)
+    untouched = [e["image"] for e in augment_dataset(ds, seed=5, fraction=0.0).as_numpy_iterator()]
+    assert all(np.array_equal(a, b) for a, b in zip(untouched, images))
+    augmented = [e["image"] for e in augment_dataset(ds, seed=5, fraction=1.0).as_numpy_iterator()]
+    assert sum(not np.array_equal(a, b) for a, b in zip(augmented, images)) >= 3

@@ -190,3 +190,41 @@ def test_a_known_length_drops_a_doubled_glyph_and_takes_back_a_faint_one():
     assert decode([raw8, raw16], cfg, length=3).text == "358"
     with pytest.raises(ConfigError, match="answer_length"):
         dataclasses.replace(cfg, answer_length=0).validate()
+
+
+def test_tune_thresholds_finds_the_thresholds_that_read_the_held_out_answers():
+    from kdetect.train import tune_thresholds
+
+    cfg = dataclasses.replace(CFG, anchors=((20, 40),) * 6, score_threshold=0.25, nms_iou=0.35)
+
+    def image(faint_score_logit: float, doubled: bool) -> list[np.ndarray]:
+        """'7' and 'k' read clearly; a faint '3' between them; maybe a second box on the 'k'."""
+        raw8 = np.full((8, 20, 3, 41), -10.0, np.float32)
+        raw16 = np.full((4, 10, 3, 41), -10.0, np.float32)
+        raw16[1, 2, 2, :5] = [0, 0, 0, 0, 6]  # centre (40, 24): '7'
+        raw16[1, 2, 2, 5 + 7] = 6
+        raw8[4, 9, 0, :5] = [0, 0, 0, 0, faint_score_logit]  # centre (76, 36): '3', faint
+        raw8[4, 9, 0, 5 + 3] = 9
+        raw8[4, 15, 0, :5] = [0, 0, 0, 0, 6]  # centre (124, 36): 'k'
+        raw8[4, 15, 0, 5 + 20] = 6
+        if doubled:  # the same 'k' again 3 px to the right, weaker: NMS must drop it
+            raw8[4, 15, 1, :5] = [2.0, 0, 0, 0, 1.0]
+            raw8[4, 15, 1, 5 + 20] = 6
+        return [raw8, raw16]
+
+    # Score 0.25 loses the faint 3 (sigmoid(-1.5) = 0.18); NMS at 0.35 already drops the doubled k.
+    batch = [image(-1.5, d) for d in (False, True, False, True)]
+    outputs = [np.stack([b[s] for b in batch]) for s in range(2)]
+
+    class Recorded:
+        def predict(self, images, batch_size, verbose):
+            assert len(images) == len(batch)
+            return outputs
+
+    texts = ["73k"] * 4
+    assert [r.text for r in decode_batch(outputs, cfg)] == ["7k"] * 4
+    tuned = tune_thresholds(Recorded(), np.zeros((4, 64, 160, 3), np.uint8), texts, cfg)
+    assert [r.text for r in decode_batch(outputs, tuned)] == texts
+    assert tuned.score_threshold <= 0.15
+    # Where the thresholds already read everything right, they are kept (ties go to the current).
+    assert tune_thresholds(Recorded(), np.zeros((4, 64, 160, 3), np.uint8), texts, tuned) == tuned
