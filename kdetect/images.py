@@ -199,9 +199,10 @@ def _from_array(array: np.ndarray, name: str) -> np.ndarray:
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise InvalidImageError(f"array of shape {a.shape} has no pixels")
     _check_pixels(a.shape[1], a.shape[0], f"array of shape {a.shape}")
-    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+    # By kind: numpy counts timedelta64 as an integer type, and bool, complex and the rest are no pixels.
+    if a.dtype.kind not in "uif":
         raise InvalidImageError(f"array of dtype {a.dtype} is not an image: use uint8, uint16 or float")
-    if np.issubdtype(a.dtype, np.floating):
+    if a.dtype.kind == "f":
         a = a.astype(np.float64)
         if not np.all(np.isfinite(a)):
             raise InvalidImageError("float image holds NaN or infinite values")
