@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from kdetect.cli import main
+from kdetect.data import renderer
+from kdetect.data.generate import DatasetSpec, generate
 from kdetect.errors import OutputError
+from kdetect.export import converter_installed
 from kdetect.fsutil import MARKER, replace_dir, staging_dir
 
 
@@ -62,13 +65,17 @@ def test_a_file_as_out_is_refused(tmp_path, untrained_package, capsys):
     assert target.read_text() == "not a folder"
 
 
-@pytest.mark.parametrize("command", ["compact", "export-tflite", "export-saved_model", "soup"])
+@pytest.mark.parametrize("command", [
+    "compact", "export-tflite", "export-saved_model", "soup",
+    pytest.param("export-tfjs", marks=pytest.mark.skipif(not converter_installed(), reason="tensorflowjs is not installed")),
+])
 def test_package_commands_keep_the_users_files(tmp_path, untrained_package, command, capsys):
     out = tmp_path / "X"
     files = user_files(tmp_path, out)
     a, b = str(untrained_package(0)), str(untrained_package(1))
     args = {"compact": ["compact", a], "export-tflite": ["export", "tflite", "--model", a],
-            "export-saved_model": ["export", "saved_model", "--model", a], "soup": ["soup", a, b]}[command]
+            "export-saved_model": ["export", "saved_model", "--model", a], "soup": ["soup", a, b],
+            "export-tfjs": ["export", "tfjs", "--model", a]}[command]
     assert main([*args, "--out", str(out)]) == 2
     assert "did not write (report.docx)" in capsys.readouterr().err
     assert_kept(files)
@@ -112,3 +119,51 @@ def test_demo_keeps_what_the_user_kept_in_its_preset_folders(tmp_path, untrained
     assert main(args) == 0 and main(args) == 0  # its own output it replaces, run after run
     assert_kept({k: v for k, v in files.items() if k.parent.name != "gnuboard5"})
     assert len(list((out / "varlen").glob("*.jpg"))) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """Gnuboard captchas: TFRecords to train on and validate with, and a labelled folder as a site gives."""
+    root = tmp_path_factory.mktemp("tiny")
+    config = renderer.load_config(renderer.preset_path("gnuboard5"))
+    generate(DatasetSpec(config=config, seed=1, count=16, tfrecord=True), root / "train")
+    generate(DatasetSpec(config=config, seed=2, count=8, tfrecord=True), root / "val")
+    generate(DatasetSpec(config=config, seed=3, count=10), root / "site")
+    return root
+
+
+def test_a_finished_training_run_keeps_the_users_files_in_its_folder_and_beside_it(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    files = user_files(tmp_path, run)
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({
+        "train_data": str(tiny_data / "train"), "val_data": str(tiny_data / "val"), "out_dir": str(run),
+        "model": {"width_multiplier": 0.125}, "epochs": 1, "steps_per_epoch": 1, "batch_size": 8, "val_images": 8,
+        "warmup_steps": 1}))
+    assert main(["train", str(config)]) == 0
+    assert (run / "model" / "detector.weights.h5").is_file()
+    assert_kept(files)
+
+
+def test_a_finished_finetune_keeps_the_users_files_in_its_folder_and_beside_it(tiny_data, tmp_path):
+    out = tmp_path / "ft"
+    files = user_files(tmp_path, out)
+    args = ["finetune", str(tiny_data / "site"), "--out", str(out), "--epochs", "1", "--steps-per-epoch", "1",
+            "--batch-size", "4", "--val-fraction", "0.3"]
+    assert main(args) == 0
+    assert (out / "model" / "detector.weights.h5").is_file()
+    assert_kept(files)
+
+
+def test_generate_keeps_the_users_files_in_its_folder_and_beside_it(tmp_path, capsys):
+    out = tmp_path / "data"
+    files = user_files(tmp_path, out)
+    args = ["generate", "--preset", "l2", "--count", "2", "--out", str(out)]
+    assert main(args) == 2
+    assert "not empty and is not a kdetect dataset" in capsys.readouterr().err
+    assert_kept(files)
+    assert [p.name for p in out.iterdir()] == ["report.docx"]
+    (out / "report.docx").unlink()
+    assert main(args) == 0 and main(args) == 0  # its own dataset it finishes, run after run
+    assert_kept({k: v for k, v in files.items() if k.parent != out})
+    assert len((out / "labels.tsv").read_text().splitlines()) == 2
