@@ -57,14 +57,30 @@ class JsonConfig:
 
     @classmethod
     def load(cls, path: str | Path):
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read {cls.what} {path}: {err}") from None
+        data = read_json(path, cls.what)
         try:
             return cls.from_dict(data)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
+
+
+# A config is a few hundred bytes; one far larger is not a config, and is not read whole.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_json(path: str | Path, what: str = "config") -> Any:
+    """The JSON value in a config file, read no further than MAX_CONFIG_BYTES."""
+    try:
+        with Path(path).open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {path} is over {MAX_CONFIG_BYTES:,} bytes: not a kdetect config")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ConfigError(f"cannot read {what} {path}: {err}") from None
 
 
 # The annotations of plain JSON values a config field may have; others (tuples, nested configs)

@@ -52,7 +52,11 @@ def package_key(model_dir: str | Path) -> str:
         path = Path(model_dir) / name
         if path.is_file():
             digest.update(name.encode())
-            digest.update(path.read_bytes())
+            # In pieces: a package's weights are read only once they are known to fit the network,
+            # but nothing here needs them whole.
+            with path.open("rb") as f:
+                for piece in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(piece)
     return digest.hexdigest()[:32]
 
 

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from kdetect.configio import check_input_size
+from kdetect.configio import check_input_size, read_json
 from kdetect.errors import ConfigError
 from kdetect.fsutil import check_replaceable, replace_dir, staging_dir
 from kdetect.yolo.config import ModelConfig
@@ -87,9 +87,9 @@ def read_training(model_dir: str | Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"cannot read {path}: {err}; retrain or re-copy the model package") from None
+        return read_json(path, "training record")
+    except ConfigError as err:
+        raise ConfigError(f"{err}; retrain or re-copy the model package") from None
 
 
 def package_kind(model_dir: str | Path) -> str:
@@ -98,10 +98,7 @@ def package_kind(model_dir: str | Path) -> str:
     if not path.is_file():
         raise ConfigError(f"{model_dir} is not a kdetect model package (no {CONFIG}); "
                           "train one with `kdetect train` or leave --model out to use the default")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"cannot read model config {path}: {err}") from None
+    data = read_json(path, "model config")
     kind = data.get("kind", "detector") if isinstance(data, dict) else None
     if kind not in KINDS:
         raise ConfigError(f"{path}: unknown model kind {kind!r}; known: {', '.join(KINDS)}")
