@@ -9,13 +9,17 @@ import warnings
 from pathlib import Path
 
 from kdetect.errors import ConfigError, KdetectError
+from kdetect.quiet import native_stderr_held, quiet_environment, start_tensorflow_quietly
 
+# The commands that run a network; the rest start without TensorFlow.
+TENSORFLOW_COMMANDS = {"solve", "eval", "train", "finetune", "train-classifier", "train-glyphs", "export", "demo",
+                       "compact", "soup", "compare"}
 FORCE_HELP = ("replace the output folder even where it holds files kdetect did not write (without it, such a "
               "folder is refused and left as it is)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
+    quiet_environment()  # before TensorFlow loads: its start-up chatter would hide kdetect's output
     parser = argparse.ArgumentParser(prog="kdetect", description="Read KCAPTCHA-family captchas.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
@@ -36,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     # load_image refuses such images itself, naming its own limit; PIL's warning would only repeat it.
     warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            start_tensorflow_quietly()
         return args.run(args) or 0
     except KdetectError as err:
         print(f"kdetect: error: {one_line(str(err))}", file=sys.stderr)
@@ -153,6 +159,8 @@ def _run_solve(args: argparse.Namespace) -> int:
     from kdetect.solver import Solver
 
     solver = Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length)
+    with native_stderr_held():  # the TFLite converter and interpreter log from C++ as they start
+        solver.load()
     failed = 0
     drawn = []
     for path in args.images:
@@ -200,7 +208,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     from kdetect.evaluate import evaluate
     from kdetect.solver import Solver
 
-    result = evaluate(Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length), args.folder)
+    solver = Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length)
+    with native_stderr_held():  # the TFLite converter and interpreter log from C++ as they start
+        solver.load()
+    result = evaluate(solver, args.folder)
     for warning in result["warnings"]:
         print(f"kdetect: warning: {one_line(warning)}", file=sys.stderr)
     if args.json:
@@ -380,13 +391,17 @@ def _run_demo(args: argparse.Namespace) -> None:
 
     seed = args.seed if args.seed is not None else int(time.time())
     solver = Solver(args.model)
+    with native_stderr_held():  # the TFLite converter and interpreter log from C++ as they start
+        solver.load()
     right = total = 0
     print(f"{'preset':<11} {'truth':<9} {'read':<9} {'confidence':>10}")
-    for preset in ("gnuboard5", "l2", "varlen", "kcaptcha21"):
+    for number, preset in enumerate(("gnuboard5", "l2", "varlen", "kcaptcha21")):
         folder = args.out / preset
         check_replaceable(folder, args.force)
         staged = staging_dir(folder)
-        spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=seed, count=args.count)
+        # A seed per preset: presets drawing from the same alphabet would otherwise draw the same answers.
+        spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=seed + number,
+                           count=args.count)
         try:
             generate(spec, staged)
         except BaseException:
@@ -398,7 +413,7 @@ def _run_demo(args: argparse.Namespace) -> None:
             ok = reading.text == ann["text"]
             right, total = right + ok, total + 1
             print(f"{preset:<11} {ann['text']:<9} {reading.text:<9} {reading.confidence:>10.3f} {'' if ok else 'WRONG'}")
-    print(f"{right} of {total} read right (seed {seed}; images in {args.out})")
+    print(f"{right} of {total} read right (seeds {seed} to {seed + number}; images in {args.out})")
 
 
 def _add_web(sub: argparse._SubParsersAction) -> None:

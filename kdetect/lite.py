@@ -158,6 +158,9 @@ class LiteInference:
             # the one pinned here still has it.
             warnings.simplefilter("ignore")
             self._interpreter = tf.lite.Interpreter(model_content=blob, num_threads=threads or default_threads())
+        # Now rather than on the first read: the XNNPACK delegate is applied (and announced on
+        # stderr) here, while a command line still holds its start-up logs back.
+        self._interpreter.allocate_tensors()
         self._runner = self._interpreter.get_signature_runner()
         (signature,) = self._interpreter.get_signature_list().values()
         # "image" first, then the rest by name (the glyph reader's "centres").

@@ -22,6 +22,7 @@ from kdetect.ema import WeightEMA
 from kdetect.fsutil import check_replaceable, write_atomic
 from kdetect.errors import ConfigError
 from kdetect.package import alphabets_line, glyph_writer, lineage, read_training, save_package
+from kdetect.yolo.alphabet import training_alphabets
 from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
 from kdetect.yolo.config import ModelConfig
 from kdetect.yolo.decode import decode_batch
@@ -221,17 +222,6 @@ def read_history(path: Path) -> list[dict]:
             continue  # a line cut short by a kill
         by_epoch[entry["epoch"]] = entry
     return [by_epoch[k] for k in sorted(by_epoch)]
-
-
-def training_alphabets(manifest: dict) -> tuple[str, ...]:
-    """The allowed_symbols the training data drew answers from, one entry per choice (a repeated
-    one is drawn more often); () where the data's config does not say."""
-    allowed = manifest.get("config", {}).get("allowed_symbols")
-    if isinstance(allowed, str):
-        return (allowed,)
-    if isinstance(allowed, dict) and isinstance(allowed.get("choice"), list):
-        return tuple(a for a in allowed["choice"] if isinstance(a, str))
-    return ()
 
 
 def fit_anchors(data_dir: str, cfg: ModelConfig, seed: int) -> tuple[ModelConfig, float]:

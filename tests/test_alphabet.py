@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from kdetect.train import training_alphabets
-from kdetect.yolo.alphabet import alphabet_table, guess_alphabet
+from kdetect.yolo.alphabet import alphabet_table, guess_alphabet, training_alphabets
 
 CHARSET = "0123456789abcdef"
 

@@ -63,6 +63,7 @@ def test_augmented_pipeline_is_deterministic(tmp_path):
         assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["boxes"], b["boxes"])
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_dataset(tmp_path):
     args = ["generate", "--preset", "gnuboard5", "--count", "3000", "--seed", "9", "--tfrecord",
             "--shard-size", "100", "--workers", "1"]
@@ -185,6 +186,7 @@ def font_folder(path: Path, count: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_several_font_folders_are_drawn_folder_first(tmp_path):
     """Each image draws a folder, then a strip in it: one strip in a folder of its own is drawn
     about half the time, however many the other folder holds."""

@@ -23,6 +23,8 @@ from kdetect import solve
 from kdetect.errors import KdetectError
 from kdetect.images import load_image, pixel_limit
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = {"random bytes": 3000, "format openings": 2500, "flipped captchas": 2500, "arrays": 2500, "bombs": 24}
 # The bombs written out below, beside the generated ones.
 FIXED_BOMBS = 3

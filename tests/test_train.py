@@ -86,6 +86,7 @@ def test_packaging_before_the_first_epoch_says_so(data, tmp_path, capsys):
     assert "after the first epoch" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_its_last_epoch(data, tmp_path):
     config = train_config(data, tmp_path / "run", epochs=3, steps_per_epoch=2)
     cmd = [sys.executable, "-m", "kdetect.cli", "train", str(config)]
@@ -106,6 +107,7 @@ def test_killed_training_resumes_from_its_last_epoch(data, tmp_path):
     assert summary["epochs_run"] == 3
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(data, tmp_path):
     config = train_config(data, tmp_path / "run", batch_size=8)
     script = (

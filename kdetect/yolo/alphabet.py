@@ -48,3 +48,14 @@ def guess_alphabet(class_probs: np.ndarray, alphabets: Sequence[str], charset: s
     probs = class_probs / np.maximum(class_probs.sum(-1, keepdims=True), 1e-30)  # [K, C]
     evidence = np.log(np.maximum(probs @ ratio.T, 1e-300)).sum(0)  # [A]
     return names[int(np.argmax(log_prior + evidence))]
+
+
+def training_alphabets(manifest: dict) -> tuple[str, ...]:
+    """The allowed_symbols the training data drew answers from, one entry per choice (a repeated
+    one is drawn more often); () where the data's config does not say."""
+    allowed = manifest.get("config", {}).get("allowed_symbols")
+    if isinstance(allowed, str):
+        return (allowed,)
+    if isinstance(allowed, dict) and isinstance(allowed.get("choice"), list):
+        return tuple(a for a in allowed["choice"] if isinstance(a, str))
+    return ()

@@ -1,7 +1,8 @@
 """Write web/test/golden.json: random raw head outputs and what kdetect.yolo.decode reads from them.
 
 The Node test (decode.test.mjs) runs web/decode.js on the same outputs and must get the same
-reading. Run from the repository root after changing the Python decoder:
+reading; tests/test_web_decode.py fails while the file differs from what the Python decoder
+reads now. Run from the repository root after changing the Python decoder:
 
     TF_CPP_MIN_LOG_LEVEL=3 python3 web/test/make_golden.py
 """
@@ -69,7 +70,6 @@ def case(name: str, rng: np.random.Generator, cfg: ModelConfig, hot: int,
     sure = boxes[scores >= cfg.score_threshold]
     overlaps = pairwise_iou(sure)
     assert np.abs(overlaps - cfg.nms_iou).min() > 1e-4, f"{name}: an IoU sits on the NMS threshold"
-    print(f"{name}: {len(scores)} candidates, {len(sure)} over the threshold, {len(reading.glyphs)} after NMS")
     return {
         "name": name,
         "meta": metadata(cfg),
@@ -87,7 +87,8 @@ def case(name: str, rng: np.random.Generator, cfg: ModelConfig, hot: int,
     }
 
 
-def main() -> None:
+def golden_document() -> dict:
+    """What golden.json holds; tests/test_web_decode.py checks the committed file against it."""
     rng = np.random.default_rng(0)
     cases = [
         # The deployed shape (64x160, strides 8 and 16) with its own anchors and thresholds,
@@ -112,9 +113,14 @@ def main() -> None:
     differ = [(a, b) for a, b in zip(guessed["text"], guessed["text_without_alphabet_guess"]) if a != b]
     assert differ == [("1", "l")], \
         "the alphabet-guess case must read its rival glyph as 1 with the guess and l without; pick other logits"
-    text = json.dumps({"generator": "web/test/make_golden.py", "cases": cases}, separators=(",", ":"))
+    return {"generator": "web/test/make_golden.py", "cases": cases}
+
+
+def main() -> None:
+    document = golden_document()
+    text = json.dumps(document, separators=(",", ":"))
     OUT.write_text(text + "\n")
-    for c in cases:
+    for c in document["cases"]:
         print(f"{c['name']}: {c['expected']['text']!r} ({len(c['expected']['glyphs'])} glyphs)")
     print(f"wrote {OUT} ({len(text) // 1024} KiB)")
 
