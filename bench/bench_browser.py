@@ -22,12 +22,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kdetect.browser import open_demo  # noqa: E402
 from kdetect.data import renderer  # noqa: E402
 from kdetect.data.generate import DatasetSpec, generate  # noqa: E402
 from kdetect.errors import KdetectError  # noqa: E402
-from kdetect.export import exported_size  # noqa: E402
-from kdetect.web import web_dir  # noqa: E402
+from kdetect.research.browser import open_demo  # noqa: E402
+from kdetect.serving.export import exported_size  # noqa: E402
+from kdetect.serving.web import web_dir  # noqa: E402
 
 WARMUP = 10
 

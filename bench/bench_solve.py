@@ -24,10 +24,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kdetect.evaluate import read_labels  # noqa: E402
 from kdetect.images import load_image  # noqa: E402
-from kdetect.reader import BACKENDS  # noqa: E402
-from kdetect.solver import Solver  # noqa: E402
+from kdetect.presets import ENGINE_PRESETS, realval_dir  # noqa: E402
+from kdetect.serving.evaluate import read_labels  # noqa: E402
+from kdetect.serving.reader import BACKENDS  # noqa: E402
+from kdetect.serving.solver import Solver  # noqa: E402
 
 
 def labelled_images(realval: Path, scratch: Path) -> dict[str, list[tuple[bytes, str]]]:
@@ -39,7 +40,7 @@ def labelled_images(realval: Path, scratch: Path) -> dict[str, list[tuple[bytes,
         from kdetect.data.generate import DatasetSpec, generate
 
         folders = {}
-        for preset in ("gnuboard5", "l2", "varlen", "kcaptcha21"):
+        for preset in ENGINE_PRESETS:
             spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=99, count=200)
             generate(spec, scratch / preset)
             folders[f"synthetic {preset}"] = scratch / preset
@@ -83,7 +84,7 @@ def median_rate(run, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model package (default: the shipped one)")
-    parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
+    parser.add_argument("--realval", type=Path, default=realval_dir())
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0], help="how Solver runs the network")
     parser.add_argument("--no-alphabet-guess", dest="alphabet_guess", action="store_false",

@@ -21,9 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from kdetect.lite import LiteInference, convert, output_shapes  # noqa: E402
+from kdetect.detector.model import build_detector  # noqa: E402
 from kdetect.package import default_model_dir, load_package  # noqa: E402
-from kdetect.yolo.model import build_detector  # noqa: E402
+from kdetect.serving.lite import LiteInference, convert, output_shapes  # noqa: E402
 
 
 def main() -> None:

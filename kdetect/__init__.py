@@ -5,7 +5,7 @@
 """
 
 from kdetect.errors import ConfigError, DatasetError, InvalidImageError, KdetectError, LengthError, RendererError
-from kdetect.solver import Solver, solve
+from kdetect.serving.solver import Solver, solve
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "DatasetError", "InvalidImageError", "KdetectError", "LengthError", "RendererError",

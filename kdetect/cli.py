@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from pathlib import Path
 
 from kdetect.errors import ConfigError, KdetectError
+from kdetect.presets import ENGINE_PRESETS, TRAINING_PRESET
 from kdetect.quiet import native_stderr_held, quiet_environment, start_tensorflow_quietly
 
 # The commands that run a network; the rest start without TensorFlow.
@@ -65,7 +65,7 @@ def one_line(text: str) -> str:
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="render captchas with exact glyph boxes")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", help="a preset from configs/ (gnuboard5, kcaptcha21, l2, varlen, train-mix)")
+    src.add_argument("--preset", help=f"a preset from configs/ ({', '.join((*ENGINE_PRESETS, TRAINING_PRESET))})")
     src.add_argument("--config", type=Path, help="a JSON render config")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -124,7 +124,7 @@ def _run_show(args: argparse.Namespace) -> None:
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
-    from kdetect.reader import BACKENDS
+    from kdetect.serving.reader import BACKENDS
 
     p.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
                    help="run the network with TensorFlow Lite (default, faster on CPUs) or as a TensorFlow graph")
@@ -156,7 +156,7 @@ def _run_solve(args: argparse.Namespace) -> int:
 
     from kdetect.errors import InvalidImageError
     from kdetect.images import load_image
-    from kdetect.solver import Solver
+    from kdetect.serving.solver import Solver
 
     solver = Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length)
     with native_stderr_held():  # the TFLite converter and interpreter log from C++ as they start
@@ -205,8 +205,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
-    from kdetect.evaluate import evaluate
-    from kdetect.solver import Solver
+    from kdetect.serving.evaluate import evaluate
+    from kdetect.serving.solver import Solver
 
     solver = Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length)
     with native_stderr_held():  # the TFLite converter and interpreter log from C++ as they start
@@ -239,7 +239,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from kdetect.train import TrainConfig, package_best, train
+    from kdetect.training.detector import TrainConfig, package_best, train
 
     tc = _overridden(TrainConfig.load(args.config), args)
     if args.package_best:
@@ -251,7 +251,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
-    from kdetect.finetune import FinetuneConfig
+    from kdetect.training.finetune import FinetuneConfig
 
     d = FinetuneConfig()
     p = sub.add_parser("finetune", help="fine-tune a detector on labelled captchas (folders with labels.tsv); "
@@ -272,7 +272,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_finetune(args: argparse.Namespace) -> None:
-    from kdetect.finetune import FinetuneConfig, finetune
+    from kdetect.training.finetune import FinetuneConfig, finetune
 
     fc = FinetuneConfig(val_fraction=args.val_fraction, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                         batch_size=args.batch_size, learning_rate=args.learning_rate, augment=args.augment,
@@ -312,7 +312,7 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
 def _run_train_classifier(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from kdetect.baseline.train import ClassifierTrainConfig, train_classifier
+    from kdetect.training.classifier import ClassifierTrainConfig, train_classifier
 
     tc = ClassifierTrainConfig.load(args.config)
     if args.weights:
@@ -334,7 +334,7 @@ def _add_train_glyphs(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train_glyphs(args: argparse.Namespace) -> None:
-    from kdetect.glyphs.train import GlyphTrainConfig, train_glyphs
+    from kdetect.training.glyphs import GlyphTrainConfig, train_glyphs
 
     tc = _overridden(GlyphTrainConfig.load(args.config), args, detector=args.detector)
     summary = train_glyphs(tc, log=print, force=args.force)
@@ -354,8 +354,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> None:
-    from kdetect.export import export_saved_model, export_tfjs, export_tflite, exported_size
     from kdetect.package import default_model_dir
+    from kdetect.serving.export import export_saved_model, export_tfjs, export_tflite, exported_size
 
     model = args.model or default_model_dir()
     if args.format == "saved_model":
@@ -387,7 +387,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     from kdetect.data import renderer
     from kdetect.data.generate import DatasetSpec, generate
     from kdetect.fsutil import check_replaceable, replace_dir, staging_dir
-    from kdetect.solver import Solver
+    from kdetect.serving.solver import Solver
 
     seed = args.seed if args.seed is not None else int(time.time())
     solver = Solver(args.model)
@@ -395,7 +395,7 @@ def _run_demo(args: argparse.Namespace) -> None:
         solver.load()
     right = total = 0
     print(f"{'preset':<11} {'truth':<9} {'read':<9} {'confidence':>10}")
-    for number, preset in enumerate(("gnuboard5", "l2", "varlen", "kcaptcha21")):
+    for number, preset in enumerate(ENGINE_PRESETS):
         folder = args.out / preset
         check_replaceable(folder, args.force)
         staged = staging_dir(folder)
@@ -426,7 +426,7 @@ def _add_web(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_web(args: argparse.Namespace) -> None:
-    from kdetect.web import TFJS, check_web, install_tfjs, make_server, web_dir
+    from kdetect.serving.web import TFJS, check_web, install_tfjs, make_server, web_dir
 
     folder = args.dir or web_dir()
     # Another folder is only served: installing there would run its package.json's scripts.
@@ -455,7 +455,7 @@ def _add_compact(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_compact(args: argparse.Namespace) -> None:
-    from kdetect.compact import compact_package
+    from kdetect.training.compact import compact_package
 
     print(f"wrote {compact_package(args.model, args.out, force=args.force)}")
 
@@ -475,7 +475,7 @@ def _add_soup(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_soup(args: argparse.Namespace) -> None:
-    from kdetect.soup import average_packages
+    from kdetect.training.soup import average_packages
 
     record = average_packages(args.models, args.out, args.val, args.val_images, args.greedy, force=args.force)
     used = ", ".join(p["package"] for p in record["averaged_from"])
@@ -485,17 +485,18 @@ def _run_soup(args: argparse.Namespace) -> None:
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="the detector against the classifier baseline: docs/comparison.md and plots")
-    p.add_argument("config", type=Path, nargs="?", default=Path("configs/compare/default.json"))
+    p.add_argument("config", type=Path, nargs="?", help="a comparison config (default: the shipped configs/compare/default.json)")
     p.add_argument("--docs", type=Path, default=Path("docs"), help="where comparison.md and comparison/ go")
     p.set_defaults(run=_run_compare)
 
 
 def _run_compare(args: argparse.Namespace) -> None:
-    from kdetect.compare import CompareConfig, run_comparison
-    from kdetect.report import write_report
+    from kdetect.research.compare import default_compare_config, load_compare_config, run_comparison
+    from kdetect.research.report import write_report
 
-    results = run_comparison(CompareConfig.load(args.config), log=print)
-    print(f"wrote {write_report(results, args.docs, f'kdetect compare {args.config}')}")
+    config = args.config or default_compare_config()
+    results = run_comparison(load_compare_config(config), log=print)
+    print(f"wrote {write_report(results, args.docs, f'kdetect compare {config}')}")
 
 
 if __name__ == "__main__":

@@ -4,14 +4,16 @@ from pathlib import Path
 
 import pytest
 
+from kdetect.presets import realval_dir
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REALVAL = Path(__file__).resolve().parents[2] / "shared" / "realval"
+REALVAL = realval_dir()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def lite_cache(tmp_path_factory):
-    """The Solver caches converted models (kdetect/lite.py); tests keep theirs out of ~/.cache."""
+    """The Solver caches converted models (kdetect/serving/lite.py); tests keep theirs out of ~/.cache."""
     cache = tmp_path_factory.mktemp("lite-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KDETECT_CACHE", str(cache))
@@ -26,9 +28,9 @@ def untrained_package(tmp_path_factory):
     def make(seed: int) -> Path:
         import keras
 
-        from kdetect.package import save_package
-        from kdetect.yolo.config import ModelConfig
-        from kdetect.yolo.model import build_detector
+        from kdetect.detector.config import ModelConfig
+        from kdetect.detector.model import build_detector
+        from kdetect.training.packaging import save_package
 
         keras.utils.set_random_seed(seed)
         cfg = ModelConfig(width_multiplier=0.125, score_threshold=0.0005)

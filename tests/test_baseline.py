@@ -9,20 +9,21 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from kdetect.baseline.config import BACKBONES, ClassifierConfig
-from kdetect.baseline.model import build_classifier
-from kdetect.baseline.package import MODEL, save_classifier_package
-from kdetect.baseline.train import position_accuracy, usable_images, whole_answer_accuracy
 from kdetect.charset import CHARSET, CHAR_TO_ID
+from kdetect.classifier.config import BACKBONES, ClassifierConfig
+from kdetect.classifier.model import build_classifier
 from kdetect.cli import main
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
+from kdetect.detector.config import ModelConfig
+from kdetect.detector.preprocess import preprocess
 from kdetect.errors import ConfigError, DatasetError, LengthError
-from kdetect.export import converter_installed, export_tfjs
+from kdetect.package import CLASSIFIER_MODEL as MODEL
 from kdetect.package import package_kind
-from kdetect.solver import Solver
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.preprocess import preprocess
+from kdetect.serving.export import converter_installed, export_tfjs
+from kdetect.serving.solver import Solver
+from kdetect.training.classifier import position_accuracy, usable_images, whole_answer_accuracy
+from kdetect.training.packaging import save_classifier_package
 
 CFG = ClassifierConfig(backbone="small", length=2)
 

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from kdetect.data import renderer
+from kdetect.presets import ENGINE_PRESETS, TRAINING_PRESET
 
 IMAGES = 6
 
@@ -23,7 +24,7 @@ def ink_box(path: Path) -> list[int] | None:
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
 
 
-@pytest.mark.parametrize("preset", ["gnuboard5", "l2", "varlen", "kcaptcha21", "train-mix"])
+@pytest.mark.parametrize("preset", [*ENGINE_PRESETS, TRAINING_PRESET])
 def test_glyph_alone_fills_its_box_exactly(preset, make_config, tmp_path):
     config = make_config(preset, format="png")
     full = list(renderer.render(config, seed=11, start=0, count=IMAGES, out_dir=tmp_path / "full"))

@@ -12,11 +12,12 @@ import pytest
 
 from conftest import REALVAL
 from kdetect import solve
-from kdetect.browser import chromium_path
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
 from kdetect.package import default_model_dir
-from kdetect.web import MODEL, TFJS, web_dir
+from kdetect.presets import ENGINE_PRESETS
+from kdetect.research.browser import chromium_path
+from kdetect.serving.web import MODEL, TFJS, web_dir
 
 WEB = web_dir()
 ARTIFACTS = Path(os.environ.get("KDETECT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "out" / "test-artifacts"))
@@ -42,7 +43,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(_why_skip() is not None, reas
 
 @pytest.fixture(scope="module")
 def demo():
-    from kdetect.browser import open_demo
+    from kdetect.research.browser import open_demo
 
     with open_demo(WEB) as page:
         yield page
@@ -50,7 +51,7 @@ def demo():
 
 def fresh_images(folder: Path, per_preset: int, seed: int) -> list[tuple[Path, str]]:
     items = []
-    for preset in ("gnuboard5", "l2", "varlen", "kcaptcha21"):
+    for preset in ENGINE_PRESETS:
         out = folder / preset
         generate(DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=seed, count=per_preset), out)
         items += [(out / a["file"], a["text"]) for a in map(json.loads, (out / "annotations.jsonl").open())]

@@ -6,12 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-from kdetect.compact import compact_package, fold_batch_norm, snap_weights, uint8_grid
-from kdetect.export import converter_installed
+from kdetect.detector.config import ModelConfig
+from kdetect.detector.model import build_detector
 from kdetect.errors import ConfigError
-from kdetect.package import TRAINING, load_package, read_training, save_package
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.model import build_detector
+from kdetect.package import TRAINING, load_package, read_training
+from kdetect.serving.export import converter_installed
+from kdetect.training.compact import compact_package, fold_batch_norm, snap_weights, uint8_grid
+from kdetect.training.packaging import save_package
 
 
 def trained_looking_detector(seed: int = 0):

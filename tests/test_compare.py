@@ -1,19 +1,21 @@
 """The comparison: one tiny run end to end (measure both kinds, learning-curve training, report)."""
 
 import json
+from pathlib import Path
 
 import keras
 
-from kdetect.baseline.config import ClassifierConfig
-from kdetect.baseline.model import build_classifier
-from kdetect.baseline.package import save_classifier_package
+from kdetect.classifier.config import ClassifierConfig
+from kdetect.classifier.model import build_classifier
 from kdetect.cli import main
-from kdetect.compare import time_to
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
-from kdetect.package import save_package
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.model import build_detector
+from kdetect.detector.config import ModelConfig
+from kdetect.detector.model import build_detector
+from kdetect.presets import ENGINE_PRESETS
+from kdetect.research.compare import time_to
+from kdetect.training.packaging import save_classifier_package
+from kdetect.training.packaging import save_package
 
 
 def test_time_to_target_reads_the_first_epoch_reaching_it():
@@ -48,7 +50,7 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "compare.json"), "--docs", str(tmp_path / "docs")]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     base = results["baseline"]["accuracy"]["synthetic"]
-    assert set(base) == {"gnuboard5", "l2", "varlen", "kcaptcha21"}
+    assert set(base) == set(ENGINE_PRESETS)
     # The fixed-length model reads two characters, so six-character answers are always wrong.
     assert base["gnuboard5"]["accuracy"] == 0.0
     assert all(v["accuracy"] == 0.0 for n, v in base["varlen"]["by_length"].items() if n != "2")
@@ -59,3 +61,13 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert "| synthetic (6) | kcaptcha21 |" in report and "not reached" in report
     assert all((tmp_path / "docs" / "comparison" / f"{n}.png").stat().st_size > 2000
                for n in ("presets", "lengths", "curve"))
+
+
+def test_the_default_comparison_config_is_found_from_any_folder(tmp_path, monkeypatch):
+    from kdetect.presets import realval_dir
+    from kdetect.research.compare import default_compare_config, load_compare_config
+
+    monkeypatch.chdir(tmp_path)
+    cc = load_compare_config(default_compare_config())
+    assert Path(cc.curve_detector).is_file() and Path(cc.curve_baseline).is_file()
+    assert cc.realval is None and realval_dir().is_absolute()

@@ -10,7 +10,8 @@ from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
 from kdetect.errors import LengthError
 from kdetect.package import default_model_dir, package_kind
-from kdetect.solver import Solver
+from kdetect.presets import ENGINE_PRESETS
+from kdetect.serving.solver import Solver
 
 BASELINE = default_model_dir().parent / "baseline-l2"
 pytestmark = pytest.mark.skipif(not (default_model_dir() / "config.json").is_file(), reason="no default model shipped")
@@ -22,7 +23,7 @@ def fresh(preset: str, folder) -> list[dict]:
     return [json.loads(line) for line in (folder / "annotations.jsonl").open()]
 
 
-@pytest.mark.parametrize("preset", ["gnuboard5", "l2", "varlen", "kcaptcha21"])
+@pytest.mark.parametrize("preset", ENGINE_PRESETS)
 def test_default_model_reads_fresh_captchas(preset, tmp_path):
     anns = fresh(preset, tmp_path)
     right = sum(solve(tmp_path / a["file"]) == a["text"] for a in anns)
@@ -32,8 +33,8 @@ def test_default_model_reads_fresh_captchas(preset, tmp_path):
 def test_default_model_is_small():
     """The package (float32 weights of both stages) stays a small download, and the browser's
     uint8 export of it within the 8 MB the page may fetch."""
-    from kdetect.export import exported_size
-    from kdetect.web import MODEL, web_dir
+    from kdetect.serving.export import exported_size
+    from kdetect.serving.web import MODEL, web_dir
 
     size = sum(p.stat().st_size for p in default_model_dir().iterdir())
     assert size < 16_000_000

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kdetect.evaluate import alignment, score
+from kdetect.serving.evaluate import alignment, score
 
 
 def test_alignment_pairs_each_truth_char_with_what_was_read():

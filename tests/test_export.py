@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from kdetect.export import converter_installed, export_saved_model, export_tfjs, exported_size, metadata
-from kdetect.package import save_package
-from kdetect.solver import Solver
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.decode import decode_batch
-from kdetect.yolo.model import build_detector
+from kdetect.detector.config import ModelConfig
+from kdetect.detector.decode import decode_batch
+from kdetect.detector.model import build_detector
+from kdetect.serving.export import converter_installed, export_saved_model, export_tfjs, exported_size, metadata
+from kdetect.serving.solver import Solver
+from kdetect.training.packaging import save_package
 
 
 @pytest.fixture(scope="module")

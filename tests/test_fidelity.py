@@ -5,6 +5,7 @@ import pytest
 from kdetect.data import renderer
 from kdetect.data.fidelity import compare, folder_stats, image_stats
 from kdetect.data.generate import DatasetSpec, generate
+from kdetect.presets import ENGINE_PRESETS
 
 from conftest import REALVAL
 
@@ -20,7 +21,7 @@ def test_stats_of_a_drawn_bar():
 
 
 @pytest.mark.skipif(not REALVAL.is_dir(), reason="../shared/realval is absent")
-@pytest.mark.parametrize("preset", ["gnuboard5", "l2", "varlen", "kcaptcha21"])
+@pytest.mark.parametrize("preset", ENGINE_PRESETS)
 def test_preset_matches_real_captchas(preset, tmp_path):
     spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=77, count=150)
     generate(spec, tmp_path)

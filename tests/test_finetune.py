@@ -8,12 +8,12 @@ import pytest
 from kdetect.cli import main
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
+from kdetect.detector.config import ModelConfig
 from kdetect.errors import ConfigError, DatasetError
-from kdetect.finetune import FinetuneConfig, finetune, pseudo_boxes, split_items
 from kdetect.package import default_model_dir
-from kdetect.solver import Solver
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.decode import Glyph, Reading
+from kdetect.readings import Glyph, Reading
+from kdetect.serving.solver import Solver
+from kdetect.training.finetune import FinetuneConfig, finetune, pseudo_boxes, split_items
 
 
 def reading(*glyphs: tuple[str, tuple]) -> Reading:
@@ -58,10 +58,10 @@ def labelled(tmp_path_factory) -> Path:
 def test_finetune_end_to_end(labelled, tmp_path, capsys, monkeypatch):
     import dataclasses
 
-    import kdetect.train
+    import kdetect.training.detector
 
     # A few held-out images would pick thresholds by chance: a fine-tune must keep the start's.
-    monkeypatch.setattr(kdetect.train, "tune_thresholds",
+    monkeypatch.setattr(kdetect.training.detector, "tune_thresholds",
                         lambda detector, images, texts, cfg: dataclasses.replace(cfg, score_threshold=0.9))
     out = tmp_path / "ft"
     code = main(["finetune", str(labelled), "--out", str(out), "--epochs", "1", "--steps-per-epoch", "2",
@@ -113,7 +113,7 @@ def test_finetune_needs_a_detector(labelled, tmp_path):
 
 
 def test_no_boxes_at_all_is_an_error_and_leaves_nothing(labelled, tmp_path):
-    from kdetect.finetune import labelled_items, write_dataset
+    from kdetect.training.finetune import labelled_items, write_dataset
 
     class BlindReader:
         model_dir = Path("blind")

@@ -13,7 +13,7 @@ from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.decode import crop_centres, look_twice, refine
 from kdetect.glyphs.model import build_glyph_reader, crop_columns
 from kdetect.glyphs.samples import label_positions
-from kdetect.yolo.decode import Glyph, Reading
+from kdetect.readings import Glyph, Reading
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 CHARSET = GlyphConfig().charset
@@ -176,7 +176,7 @@ def test_javascript_second_stage_matches_python(tmp_path):
 def two_stage_package(untrained_package, tmp_path: Path, seed: int = 0) -> Path:
     import keras
 
-    from kdetect.package import attach_glyph_reader
+    from kdetect.training.packaging import attach_glyph_reader
 
     keras.utils.set_random_seed(seed)
     gcfg = GlyphConfig(proposal_threshold=0.0005, reject_threshold=0.99)
@@ -187,7 +187,7 @@ def two_stage_package(untrained_package, tmp_path: Path, seed: int = 0) -> Path:
 
 
 def test_two_stage_package_reads_alike_on_both_backends(untrained_package, tmp_path):
-    from kdetect.solver import Solver
+    from kdetect.serving.solver import Solver
 
     package = two_stage_package(untrained_package, tmp_path)
     assert "Second stage" in (package / "MODEL_CARD.md").read_text()
@@ -200,10 +200,10 @@ def test_two_stage_package_reads_alike_on_both_backends(untrained_package, tmp_p
 
 
 def test_the_glyph_reader_travels_with_its_detector(untrained_package, tmp_path):
-    from kdetect.compact import compact_package, uint8_grid
     from kdetect.errors import ConfigError
     from kdetect.package import load_glyph_reader
-    from kdetect.soup import average_packages
+    from kdetect.training.compact import compact_package, uint8_grid
+    from kdetect.training.soup import average_packages
 
     package = two_stage_package(untrained_package, tmp_path)
     compacted = compact_package(package, tmp_path / "compacted")

@@ -16,10 +16,10 @@ from hostile import gif_bomb, load_in_child, png_bomb
 from kdetect import images
 from kdetect.cli import main
 from kdetect.errors import ConfigError, DatasetError, InvalidImageError
-from kdetect.evaluate import evaluate
 from kdetect.images import load_image
-from kdetect.solver import Solver
-from kdetect.yolo.decode import Reading
+from kdetect.readings import Reading
+from kdetect.serving.evaluate import evaluate
+from kdetect.serving.solver import Solver
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_16_bit_images_read_as_their_8_bit_originals(captcha, package, tmp_path)
 # 4. `kdetect web --dir DIR` never runs npm in DIR.
 
 def test_web_dir_is_only_served_and_npm_runs_only_in_web_with_ignore_scripts(tmp_path, monkeypatch, capsys):
-    import kdetect.web as web
+    import kdetect.serving.web as web
 
     calls = []
 
@@ -235,7 +235,7 @@ def test_weights_that_hold_more_than_the_network_are_refused(package, tmp_path):
 # 6. The conversion cache is verified.
 
 def test_flipped_bits_in_the_conversion_cache_are_caught_and_converted_again(package, captcha):
-    from kdetect import lite
+    from kdetect.serving import lite
 
     solver = Solver(package)
     solver.load()
@@ -302,7 +302,7 @@ def test_a_cp949_labels_file_names_the_encoding_fix(tmp_path, capsys):
 
 
 def test_a_malformed_or_random_keras_file_is_a_config_error(tmp_path):
-    from kdetect.baseline.config import ClassifierConfig
+    from kdetect.classifier.config import ClassifierConfig
 
     package = tmp_path / "clf"
     package.mkdir()

@@ -6,10 +6,10 @@ import threading
 import numpy as np
 import pytest
 
-from kdetect import lite
+from kdetect.detector.config import ModelConfig
 from kdetect.errors import ConfigError
-from kdetect.solver import Solver
-from kdetect.yolo.config import ModelConfig
+from kdetect.serving import lite
+from kdetect.serving.solver import Solver
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_an_unknown_backend_is_refused(package):
 def test_exported_tflite_runs_alone_and_matches(package, images, tmp_path):
     import tensorflow as tf
 
-    from kdetect.export import export_tflite
+    from kdetect.serving.export import export_tflite
 
     out = export_tflite(package, tmp_path / "lite")
     meta = json.loads((out / "metadata.json").read_text())

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.loss import yolo_loss
+from kdetect.detector.config import ModelConfig
+from kdetect.detector.loss import yolo_loss
 from test_yolo import perfect_outputs, targets_batch
 
 CFG = ModelConfig(width_multiplier=0.125)

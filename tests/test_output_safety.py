@@ -11,8 +11,8 @@ from kdetect.cli import main
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
 from kdetect.errors import OutputError
-from kdetect.export import converter_installed
 from kdetect.fsutil import MARKER, replace_dir, staging_dir
+from kdetect.serving.export import converter_installed
 
 
 def user_files(tmp_path: Path, out: Path) -> dict[Path, str]:

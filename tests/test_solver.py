@@ -10,7 +10,7 @@ from PIL import Image
 from kdetect.cli import main
 from kdetect.errors import ConfigError, InvalidImageError
 from kdetect.images import load_image
-from kdetect.solver import Solver
+from kdetect.serving.solver import Solver
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,12 @@ import pytest
 from kdetect.cli import main
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
+from kdetect.detector.config import ModelConfig
+from kdetect.detector.model import build_detector
 from kdetect.errors import ConfigError
-from kdetect.package import lineage, load_package, read_training, save_package
-from kdetect.soup import average_packages, greedy_soup, mean_weights
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.model import build_detector
+from kdetect.package import load_package, read_training
+from kdetect.training.packaging import lineage, save_package
+from kdetect.training.soup import average_packages, greedy_soup, mean_weights
 
 
 def package(path, seed: int, **cfg_changes):

@@ -13,7 +13,7 @@ import pytest
 from kdetect.cli import main
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
-from kdetect.yolo.config import ModelConfig
+from kdetect.detector.config import ModelConfig
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
@@ -56,7 +56,7 @@ def test_generate_train_solve(data, tmp_path, capsys):
     assert main(["eval", str(data / "test"), "--json", "--no-alphabet-guess", "--model", str(package)]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 8
     assert main(["demo", "--model", str(package), "--count", "1", "--seed", "5", "--out", str(tmp_path / "demo")]) == 0
-    assert "of 4 read right (seed 5" in capsys.readouterr().out
+    assert "of 4 read right (seeds 5 to 8" in capsys.readouterr().out
     # The best checkpoint can be packaged on its own (as while a long run is still going), then compacted.
     assert main(["train", str(config), "--package-best", str(tmp_path / "best")]) == 0
     assert json.loads((tmp_path / "best" / "training.json").read_text())["checkpoint"]
@@ -114,7 +114,7 @@ def test_mirrored_strategy_on_two_logical_cpus(data, tmp_path):
         "import tensorflow as tf\n"
         "cpu = tf.config.list_physical_devices('CPU')[0]\n"
         "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
-        "from kdetect.train import TrainConfig, train\n"
+        "from kdetect.training.detector import TrainConfig, train\n"
         f"s = train(TrainConfig.load({str(config)!r}), devices=['/cpu:0', '/cpu:1'], verbose=0)\n"
         "assert s['devices'] == 2, s\n"
         "print('replicas', s['devices'])\n"
@@ -127,7 +127,7 @@ def test_mirrored_strategy_on_two_logical_cpus(data, tmp_path):
 def test_train_glyphs_pairs_a_reader_with_a_detector(data, tmp_path, untrained_package, capsys):
     """kdetect train-glyphs: a few steps on crops, the thresholds tuned, a two-stage package that reads."""
     from kdetect.package import load_glyph_reader
-    from kdetect.solver import Solver
+    from kdetect.serving.solver import Solver
 
     config = tmp_path / "glyphs.json"
     config.write_text(json.dumps({"train_data": str(data / "train"), "val_data": str(data / "val"),

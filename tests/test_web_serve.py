@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 
 from kdetect.errors import KdetectError
-from kdetect.web import check_web, make_server, web_dir
+from kdetect.serving.web import check_web, make_server, web_dir
 
 
 def test_server_serves_the_page_cross_origin_isolated(tmp_path):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kdetect.detector.anchors import kmeans_anchors, mean_best_iou
+from kdetect.detector.config import ModelConfig
+from kdetect.detector.decode import decode, decode_batch, nms
+from kdetect.detector.loss import yolo_loss
+from kdetect.detector.model import build_detector
+from kdetect.detector.targets import encode_targets
 from kdetect.errors import ConfigError
-from kdetect.yolo.anchors import kmeans_anchors, mean_best_iou
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.decode import decode, decode_batch, nms
-from kdetect.yolo.loss import yolo_loss
-from kdetect.yolo.model import build_detector
-from kdetect.yolo.targets import encode_targets
 
 CFG = ModelConfig(width_multiplier=0.125)
 
@@ -193,7 +193,7 @@ def test_a_known_length_drops_a_doubled_glyph_and_takes_back_a_faint_one():
 
 
 def test_tune_thresholds_finds_the_thresholds_that_read_the_held_out_answers():
-    from kdetect.train import tune_thresholds
+    from kdetect.training.detector import tune_thresholds
 
     cfg = dataclasses.replace(CFG, anchors=((20, 40),) * 6, score_threshold=0.25, nms_iou=0.35)
 

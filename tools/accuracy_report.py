@@ -21,10 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kdetect.data import renderer  # noqa: E402
 from kdetect.data.generate import DatasetSpec, generate  # noqa: E402
-from kdetect.evaluate import evaluate  # noqa: E402
-from kdetect.solver import Solver  # noqa: E402
+from kdetect.presets import ENGINE_PRESETS, realval_dir  # noqa: E402
+from kdetect.serving.evaluate import evaluate  # noqa: E402
+from kdetect.serving.solver import Solver  # noqa: E402
 
-PRESETS = ["gnuboard5", "l2", "varlen", "kcaptcha21"]
 KCAPTCHA21_SYMBOLS = "23456789abcdegikpqsvxyz"  # the renderer's default, which kcaptcha21.json keeps
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=4242, help="a seed no training or validation set used")
-    parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
+    parser.add_argument("--realval", type=Path, default=realval_dir())
     parser.add_argument("--out", type=Path, default=Path("out/accuracy"))
     parser.add_argument("--fonts", type=Path, nargs="+", help="folders of font strips to draw the synthetic captchas with")
     parser.add_argument("--no-realval", dest="realval_too", action="store_false", help="synthetic captchas only")
@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     print("| preset | synthetic full-string | synthetic per-char | realval full-string | realval per-char |")
     print("|---|---|---|---|---|")
-    for preset in PRESETS:
+    for preset in ENGINE_PRESETS:
         config = renderer.load_config(renderer.preset_path(preset))
         solver = Solver(args.model, preset_symbols(config) if args.known_symbols else None)
         if args.fonts:

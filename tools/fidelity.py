@@ -14,15 +14,15 @@ from pathlib import Path
 from kdetect.data import renderer
 from kdetect.data.fidelity import compare, folder_stats
 from kdetect.data.generate import DatasetSpec, generate
+from kdetect.presets import ENGINE_PRESETS, realval_dir
 
-PRESETS = ["gnuboard5", "l2", "varlen", "kcaptcha21"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
+    parser.add_argument("--realval", type=Path, default=realval_dir())
     parser.add_argument("--out", type=Path, help="keep the rendered images here (default: a temporary folder)")
     parser.add_argument("--tolerance", type=float, default=0.15)
     args = parser.parse_args()
@@ -36,7 +36,7 @@ def main() -> int:
 def compare_presets(args: argparse.Namespace, out: Path) -> int:
     print(f"{'preset':<11} {'stat':<13} {'ours':>9} {'real':>9} {'diff':>7}")
     worst = 0.0
-    for preset in PRESETS:
+    for preset in ENGINE_PRESETS:
         spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=args.seed,
                            count=args.count, preset=preset)
         folder = out / preset

@@ -20,9 +20,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kdetect.evaluate import evaluate, read_labels  # noqa: E402
-from kdetect.finetune import FinetuneConfig, finetune  # noqa: E402
-from kdetect.solver import Solver  # noqa: E402
+from kdetect.presets import realval_dir  # noqa: E402
+from kdetect.serving.evaluate import evaluate, read_labels  # noqa: E402
+from kdetect.serving.solver import Solver  # noqa: E402
+from kdetect.training.finetune import FinetuneConfig, finetune  # noqa: E402
 
 
 def halves(realval: Path, scratch: Path, labelled: int | None = None) -> list[list[Path]]:
@@ -45,7 +46,7 @@ def halves(realval: Path, scratch: Path, labelled: int | None = None) -> list[li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="detector package to start from (default: the shipped one)")
-    parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
+    parser.add_argument("--realval", type=Path, default=realval_dir())
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-realval"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--labelled", type=int, help="labelled captchas per folder to fine-tune on (default: half)")

@@ -13,12 +13,13 @@ from pathlib import Path
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
 from kdetect.data.show import load_samples, save_grid
+from kdetect.presets import realval_dir
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=12)
-    parser.add_argument("--realval", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realval")
+    parser.add_argument("--realval", type=Path, default=realval_dir())
     parser.add_argument("--out", type=Path, default=Path("docs/presets"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:

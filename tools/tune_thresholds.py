@@ -15,7 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kdetect.fsutil import write_atomic  # noqa: E402
 from kdetect.package import CONFIG, TRAINING, load_package, read_training  # noqa: E402
-from kdetect.train import string_accuracy, tune_thresholds, validation_arrays  # noqa: E402
+from kdetect.training.detector import string_accuracy, tune_thresholds  # noqa: E402
+from kdetect.training.loop import validation_arrays  # noqa: E402
 
 
 def main() -> None:

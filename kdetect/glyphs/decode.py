@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from kdetect.detector.alphabet import guess_alphabet
 from kdetect.glyphs.config import GlyphConfig
-from kdetect.yolo.alphabet import guess_alphabet
-from kdetect.yolo.decode import Glyph, Reading, symbol_mask
+from kdetect.readings import Glyph, Reading, symbol_mask
 
 
 def crop_centres(proposals: list[Reading], image_sizes: list[tuple[int, int]], gcfg: GlyphConfig) -> np.ndarray:

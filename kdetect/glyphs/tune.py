@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from kdetect.detector.config import ModelConfig
+from kdetect.detector.decode import proposal_batch
 from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.decode import look_twice, refine
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.decode import Reading, proposal_batch
+from kdetect.readings import Reading
 
 PROPOSAL_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25)
 REJECT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

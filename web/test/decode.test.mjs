@@ -2,7 +2,7 @@
 // `node --test test/*.test.mjs` (not `node --test test/`: Node 21+ no longer searches a directory).
 //
 // golden.json holds random raw outputs and what the Python reference decoder
-// (kdetect/yolo/decode.py) reads from them. Regenerate it from the repository root with
+// (kdetect/detector/decode.py) reads from them. Regenerate it from the repository root with
 //     TF_CPP_MIN_LOG_LEVEL=3 python3 web/test/make_golden.py
 
 import assert from 'node:assert/strict';

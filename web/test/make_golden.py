@@ -1,4 +1,4 @@
-"""Write web/test/golden.json: random raw head outputs and what kdetect.yolo.decode reads from them.
+"""Write web/test/golden.json: random raw head outputs and what kdetect.detector.decode reads from them.
 
 The Node test (decode.test.mjs) runs web/decode.js on the same outputs and must get the same
 reading; tests/test_web_decode.py fails while the file differs from what the Python decoder
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdetect.yolo.config import ModelConfig
-from kdetect.yolo.decode import candidates, decode, pairwise_iou
+from kdetect.detector.config import ModelConfig
+from kdetect.detector.decode import candidates, decode, pairwise_iou
 
 OUT = Path(__file__).with_name("golden.json")
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from kdetect.errors import ConfigError
 from kdetect.images import ImageLike, load_image
-from kdetect.yolo.decode import Reading
+from kdetect.readings import Reading
 
 
 BACKENDS = ("lite", "tf")
@@ -20,25 +20,30 @@ BACKENDS = ("lite", "tf")
 BATCH_PIXELS = 16_000_000
 
 
+def check_options(backend: str, length: int | None) -> None:
+    """Refuse a backend kdetect has not, and a length that is no number of characters."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if length is not None and (not isinstance(length, int) or length < 1):
+        raise ConfigError(f"length must be a positive number of characters, not {length!r}")
+
+
 class Reader(ABC):
     """Reads captchas with one model package, loaded on first use and kept."""
 
     def __init__(self, model_dir: str | Path, symbols: str | None = None, backend: str = "lite",
                  guess_alphabet: bool = True, length: int | None = None):
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        check_options(backend, length)
         self.model_dir = Path(model_dir)
         # How the network runs: "lite" (TFLite, the fast default on CPUs) or "tf" (a TF graph).
         self.backend = backend
         # The characters the captchas are known to use (a site's allowed_symbols), if given.
         self.symbols = symbols
         # Without symbols: read each captcha with the training alphabet its glyphs point to, where
-        # the model knows its alphabets (kdetect/yolo/alphabet.py).
+        # the model knows its alphabets (kdetect/detector/alphabet.py).
         self.guess_alphabet = guess_alphabet
         # The answer length the site uses, if known (every read may also say it): a detector then
         # reads that many glyphs. None: a fine-tuned package's recorded length, else any.
-        if length is not None and (not isinstance(length, int) or length < 1):
-            raise ConfigError(f"length must be a positive number of characters, not {length!r}")
         self.length = length
         self.config = None  # the package's model config, once loaded
         self._lock = threading.Lock()
@@ -102,7 +107,7 @@ def inference(model, cfg, model_dir: str | Path, backend: str) -> Callable[[np.n
     """uint8 images [B, H, W, 3] of any size -> the network's outputs as NumPy arrays (a list,
     one per Keras output), run the way `backend` says."""
     if backend == "lite":
-        from kdetect.lite import lite_inference
+        from kdetect.serving.lite import lite_inference
 
         return lite_inference(model, cfg, model_dir)
     infer = compiled_inference(model, cfg)
@@ -120,7 +125,7 @@ def glyph_inference(reader, gcfg, model_dir: str | Path, backend: str) -> Callab
     from kdetect.glyphs.model import serving_glyph_reader
 
     if backend == "lite":
-        from kdetect.lite import lite_inference
+        from kdetect.serving.lite import lite_inference
 
         run = lite_inference(reader, gcfg, model_dir, part="glyphs", serving=serving_glyph_reader(reader, gcfg, "uint8"))
         return lambda images, centres: run(images, centres)[0]
@@ -139,7 +144,7 @@ def compiled_inference(model, cfg):
     Compiled once: a plain Keras call re-traces Python for every image and costs tens of ms."""
     import tensorflow as tf
 
-    from kdetect.yolo.preprocess import preprocess
+    from kdetect.detector.preprocess import preprocess
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], reduce_retracing=True)
     def infer(images):

@@ -6,38 +6,17 @@ NumPy only, so it runs the same wherever the network ran; web/ mirrors it in Jav
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from kdetect.yolo.alphabet import guess_alphabet
-from kdetect.yolo.config import ModelConfig
-
-
-@dataclass(frozen=True)
-class Glyph:
-    char: str
-    score: float
-    # x0, y0, x1, y1 in the original image's pixels; None from a model that finds no places
-    # (the fixed-length classifier baseline).
-    box: tuple[float, float, float, float] | None = None
-
-
-@dataclass(frozen=True)
-class Reading:
-    text: str
-    confidence: float  # product of the glyph scores: the chance every glyph is right
-    glyphs: tuple[Glyph, ...]
+from kdetect.detector.alphabet import guess_alphabet
+from kdetect.detector.config import ModelConfig
+from kdetect.readings import Glyph, Reading, symbol_mask
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
-
-
-def symbol_mask(charset: str, symbols: str | None) -> np.ndarray:
-    """[C] 1 for the classes an answer may use, 0 for the rest (all 1 without a restriction)."""
-    return np.array([symbols is None or c in symbols for c in charset], np.float32)
 
 
 @lru_cache(maxsize=8)

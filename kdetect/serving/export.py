@@ -4,7 +4,7 @@ or a TFLite model.
 The exported graph takes raw RGB pixels (float32 0..255, any size) and runs the same preprocess()
 that training and `solve` use, then the network. Box decoding and NMS stay outside the graph
 (TF.js graph models handle neither Keras Lambda layers nor NMS ops well): web/decode.js
-mirrors kdetect/yolo/decode.py, configured by metadata.json rather than by copied constants.
+mirrors kdetect/detector/decode.py, configured by metadata.json rather than by copied constants.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ METADATA = "metadata.json"
 
 def serving_model(model_dir: str | Path):
     """raw RGB images [B, H, W, 3] float32 0..255 -> the network's outputs, preprocessing included."""
-    from kdetect.yolo.preprocess import with_preprocessing
+    from kdetect.detector.preprocess import with_preprocessing
 
     network, cfg = load_any_package(model_dir)
     return with_preprocessing(network, cfg)
@@ -107,7 +107,7 @@ def export_tflite(model_dir: str | Path, out_dir: str | Path, force: bool = Fals
     """model.tflite (uint8 RGB images [B, H, W, 3] of any size in, the raw head outputs out: the
     graph the Solver's "lite" backend runs) + metadata.json for decoding, in out_dir, replaced whole;
     a glyph reader's graph (pixels and int32 crop centres [B, K] in) goes to glyphs.tflite."""
-    from kdetect.lite import convert, convert_serving
+    from kdetect.serving.lite import convert, convert_serving
 
     out = Path(out_dir)
     check_replaceable(out, force)

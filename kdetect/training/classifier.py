@@ -1,13 +1,10 @@
-"""Training the classifier baseline from the detector's TFRecord shards (texts only, boxes unused).
-
-The pipeline, optimizer, distribution, held-out full-answer accuracy and checkpointing are the
-detector's (kdetect/train.py); what differs is the target (one class id per position) and that
-answers of another length than the model's are left out of training.
+"""The classifier baseline's part of training (kdetect/training/loop.py), from the detector's
+TFRecord shards (texts only, boxes unused): one class id per position as the target, and
+answers of another length than the model's left out of training.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,17 +13,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kdetect.baseline.config import ClassifierConfig
-from kdetect.baseline.model import build_classifier
-from kdetect.baseline.package import save_classifier_package
-from kdetect.baseline.reader import decode_probabilities
+from kdetect.classifier.config import ClassifierConfig
+from kdetect.classifier.model import build_classifier
+from kdetect.classifier.reader import decode_probabilities
 from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
+from kdetect.detector.preprocess import preprocess
 from kdetect.errors import DatasetError
 from kdetect.fsutil import check_replaceable, write_atomic
-from kdetect.train import HISTORY, StringAccuracy, make_optimizer, make_strategy, validation_arrays
-from kdetect.yolo.preprocess import preprocess
+from kdetect.training.loop import BEST, check_recipe, run_training, validation_arrays
+from kdetect.training.packaging import classifier_card, save_classifier_package
 
 
 @dataclass(frozen=True)
@@ -48,11 +45,15 @@ class ClassifierTrainConfig(JsonConfig):
     seed: int = 0
     augment: float = 1.0  # the fraction of training images augmented; 0 (or false) turns it off
     train_images: int | None = None  # only the first N training images (learning curves); None: all
+    ema_decay: float = 0.0  # as the detector's: the weights' moving average is what is measured and kept
 
     @classmethod
     def convert(cls, data: dict) -> dict:
         data["model"] = ClassifierConfig.from_dict(data.get("model", {}))
         return data
+
+    def validate(self) -> None:
+        check_recipe(self)
 
 
 def whole_answer_accuracy(probs: np.ndarray, texts: list[str], charset: str) -> float:
@@ -112,6 +113,28 @@ def usable_images(manifest: dict, data_dir: str, length: int) -> int:
     return usable
 
 
+class ClassifierKind:
+    """The classifier's part of the loop: one class id per position, cross-entropy at each, whole
+    answers read right on the held-out images."""
+
+    def __init__(self, tc: ClassifierTrainConfig, cfg: ClassifierConfig, val_images: np.ndarray, val_texts: list[str]):
+        self.tc, self.cfg, self.val_images, self.val_texts = tc, cfg, val_images, val_texts
+
+    def build(self, optimizer: keras.optimizers.Optimizer) -> tuple[keras.Model, keras.Model]:
+        classifier = build_classifier(self.cfg)
+        # No metrics compiled in: the loop measures whole answers, and the package is saved from
+        # a fresh, uncompiled copy anyway.
+        classifier.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy())
+        return classifier, classifier
+
+    def dataset(self) -> tf.data.Dataset:
+        return training_dataset(self.tc, self.cfg)
+
+    def accuracy(self, network: keras.Model) -> float:
+        probs = network.predict(self.val_images, batch_size=256, verbose=0)
+        return whole_answer_accuracy(probs, self.val_texts, self.cfg.charset)
+
+
 def train_classifier(tc: ClassifierTrainConfig, devices: list[str] | None = None,
                      log: Callable[[str], None] = lambda s: None, verbose: int = 1) -> dict:
     """Train (resuming from out_dir/backup if a run was interrupted); writes out_dir/model and returns its summary."""
@@ -127,59 +150,17 @@ def train_classifier(tc: ClassifierTrainConfig, devices: list[str] | None = None
     write_atomic(out / "train_config.json", tc.to_json())
     write_atomic(out / "model_config.json", cfg.to_json())
 
-    strategy = make_strategy(devices)
-    with strategy.scope():
-        classifier = build_classifier(cfg)
-        # No metrics compiled in: the held-out callback below measures whole answers, and the
-        # package is saved from a fresh, uncompiled copy anyway.
-        classifier.compile(optimizer=make_optimizer(tc), loss=keras.losses.SparseCategoricalCrossentropy())
     val_images, val_texts = validation_arrays(tc.val_data, cfg, tc.val_images)
-
-    def predict() -> np.ndarray:
-        return classifier.predict(val_images, batch_size=256, verbose=0)
-
-    best = out / "best.weights.h5"
-    callbacks = [
-        StringAccuracy(classifier, lambda: whole_answer_accuracy(predict(), val_texts, cfg.charset), best, log,
-                       out / HISTORY),
-        # double_checkpoint: a kill while the backup is being written falls back to the one before.
-        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
-        keras.callbacks.EarlyStopping(monitor="val_string_acc", mode="max", patience=tc.patience),
-        keras.callbacks.TensorBoard(str(out / "logs"), update_freq=50),
-    ]
-    start = time.time()
-    history = classifier.fit(training_dataset(tc, cfg), epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
-                             callbacks=callbacks, verbose=verbose)
-    seconds = time.time() - start
-    classifier.load_weights(str(best))
-    probs = predict()
+    classifier, run = run_training(tc, ClassifierKind(tc, cfg, val_images, val_texts), out, log, verbose, devices)
+    probs = classifier.predict(val_images, batch_size=256, verbose=0)
     summary = {
         "train_data": tc.train_data, "train_preset": train_manifest.get("preset"),
         "train_images": train_manifest["images"], "train_images_of_length": usable,
         "train_seed": train_manifest["seed"], "val_data": tc.val_data, "val_images": len(val_texts),
         "val_string_accuracy": whole_answer_accuracy(probs, val_texts, cfg.charset),
         "val_position_accuracy": position_accuracy(probs, val_texts, cfg.charset),
-        "epochs_run_this_session": len(history.history.get("loss", [])), "steps_per_epoch": tc.steps_per_epoch,
-        "batch_size": tc.batch_size, "seconds_this_session": round(seconds, 1), "seed": tc.seed,
-        "devices": strategy.num_replicas_in_sync, "parameters": classifier.count_params(),
+        "steps_per_epoch": tc.steps_per_epoch, "batch_size": tc.batch_size, "seed": tc.seed, **run,
+        "parameters": classifier.count_params(),
     }
-    save_classifier_package(out / "model", best, cfg, summary, model_card(cfg, tc, summary))
+    save_classifier_package(out / "model", out / BEST, cfg, summary, classifier_card(cfg, tc, summary))
     return summary
-
-
-def model_card(cfg: ClassifierConfig, tc: ClassifierTrainConfig, summary: dict) -> str:
-    return (
-        "# kdetect classifier baseline\n\n"
-        f"Fixed-length classifier: {cfg.backbone} backbone (initial weights: {cfg.weights or 'random'}, "
-        f"{summary['parameters']:,} parameters), input {cfg.input_height}x{cfg.input_width}, one softmax over "
-        f"`{cfg.charset}` at each of {cfg.length} positions. It reads answers of exactly {cfg.length} "
-        "characters and nothing else; the detector reads any length.\n\n"
-        f"- Training data: {summary['train_images_of_length']:,} answers of length {cfg.length} out of "
-        f"{summary['train_images']:,} synthetic images from kcaptcha_bbox, preset `{summary['train_preset']}`, "
-        f"seed {summary['train_seed']} ({tc.train_data}).\n"
-        f"- Training: batch {tc.batch_size}, up to {tc.epochs} epochs of {tc.steps_per_epoch} steps, AdamW with "
-        f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}.\n"
-        f"- Held-out synthetic validation ({summary['val_images']} images, {tc.val_data}): full-string accuracy "
-        f"{summary['val_string_accuracy']:.4f} (per-position {summary['val_position_accuracy']:.4f}).\n"
-        "- Never trained on real captchas.\n"
-    )

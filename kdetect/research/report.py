@@ -1,11 +1,11 @@
-"""docs/comparison.md and its plots, from the results of kdetect/compare.py."""
+"""docs/comparison.md and its plots, from the results of kdetect/research/compare.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from kdetect.compare import PRESETS
 from kdetect.fsutil import write_atomic
+from kdetect.presets import ENGINE_PRESETS
 
 NAMES = {"detector": "detector (YOLOv3-tiny)", "baseline": "baseline (fixed-length classifier)"}
 
@@ -39,9 +39,9 @@ def plot_presets(results: dict, path: Path) -> None:
     fig, axes = _pyplot().subplots(1, len(sets), figsize=(5 * len(sets), 3.6), squeeze=False)
     for ax, set_name in zip(axes[0], sets):
         for k, model in enumerate(("detector", "baseline")):
-            values = [100 * (_accuracy(results[model], set_name, p) or 0) for p in PRESETS]
-            ax.bar([i + (k - 0.5) * 0.38 for i in range(len(PRESETS))], values, 0.38, label=NAMES[model])
-        ax.set_xticks(range(len(PRESETS)), PRESETS)
+            values = [100 * (_accuracy(results[model], set_name, p) or 0) for p in ENGINE_PRESETS]
+            ax.bar([i + (k - 0.5) * 0.38 for i in range(len(ENGINE_PRESETS))], values, 0.38, label=NAMES[model])
+        ax.set_xticks(range(len(ENGINE_PRESETS)), ENGINE_PRESETS)
         ax.set_ylim(0, 100)
         ax.set_title(f"full-string accuracy, {set_name}")
         ax.set_ylabel("%")
@@ -91,7 +91,7 @@ def markdown(results: dict, command: str) -> str:
              "## Full-string accuracy", "", "![accuracy by preset](comparison/presets.png)", "",
              "| set | preset | detector | baseline |", "|---|---|---|---|"]
     for set_name in d["accuracy"]:
-        for preset in PRESETS:
+        for preset in ENGINE_PRESETS:
             if preset in d["accuracy"][set_name]:
                 n = d["accuracy"][set_name][preset]["images"]
                 lines.append(f"| {set_name} ({n}) | {preset} | {_pct(_accuracy(d, set_name, preset))} | "

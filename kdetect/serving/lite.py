@@ -4,7 +4,7 @@ Why: for the small batches `solve` sees, a TF graph call spends most of its time
 runtime, not in the convolutions (8.6 ms for one 160x60 captcha with the shipped detector on
 the 2-core machine); the TFLite interpreter with its XNNPACK kernels runs the same network in
 3.0 ms and a batch twice as fast. The converted graph starts from uint8 pixels and holds
-kdetect.yolo.preprocess.preprocess, so the one preprocessing function is still the only one.
+kdetect.detector.preprocess.preprocess, so the one preprocessing function is still the only one.
 
 Converting takes seconds, so the result is cached on disk under a key of the package's files
 and the TF version: a retrained, averaged or re-tuned package never meets a stale conversion.
@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kdetect.baseline.package import MODEL as CLASSIFIER_FILE
-from kdetect.package import CONFIG, GLYPH_CONFIG, GLYPH_WEIGHTS, WEIGHTS
+from kdetect.package import CLASSIFIER_MODEL, CONFIG, GLYPH_CONFIG, GLYPH_WEIGHTS, WEIGHTS
 
 # Bump when the converted graph changes, so caches made by older kdetect versions are not used.
 FORMAT = 1
 # Files whose bytes fix the converted network (the card and training record do not).
-NETWORK_FILES = (CONFIG, WEIGHTS, CLASSIFIER_FILE, GLYPH_CONFIG, GLYPH_WEIGHTS)
+NETWORK_FILES = (CONFIG, WEIGHTS, CLASSIFIER_MODEL, GLYPH_CONFIG, GLYPH_WEIGHTS)
 
 
 def cache_dir() -> Path:
@@ -62,7 +61,7 @@ def package_key(model_dir: str | Path) -> str:
 
 def convert(model, cfg) -> bytes:
     """model(preprocess(uint8 images [B, H, W, 3] of any size)) as a TFLite flatbuffer."""
-    from kdetect.yolo.preprocess import with_preprocessing
+    from kdetect.detector.preprocess import with_preprocessing
 
     return convert_serving(with_preprocessing(model, cfg, "uint8"))
 

@@ -1,9 +1,9 @@
-"""Training the glyph reader on crops of generated captchas; resumes after a kill."""
+"""The glyph reader's part of training (kdetect/training/loop.py): labelled crops of generated
+captchas, cross-entropy over the charset and "no glyph", crops read right on held-out captchas;
+then its thresholds tuned with a detector, and the two-stage package."""
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +14,14 @@ import numpy as np
 from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
-from kdetect.ema import WeightEMA
 from kdetect.fsutil import check_replaceable, write_atomic
 from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.model import build_glyph_reader
 from kdetect.glyphs.samples import crop_dataset
 from kdetect.glyphs.tune import tune_glyph_thresholds
-from kdetect.package import GLYPH_CONFIG, GLYPH_WEIGHTS, attach_glyph_reader
-from kdetect.train import HISTORY, StringAccuracy, check_recipe, make_optimizer, read_history
+from kdetect.package import GLYPH_CONFIG, GLYPH_WEIGHTS
+from kdetect.training.loop import check_recipe, run_training
+from kdetect.training.packaging import attach_glyph_reader
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class GlyphTrainConfig(JsonConfig):
     augment: float = 0.3
     ema_decay: float = 0.999
     # A detector package to pair the reader with: the run then writes out_dir/model, a two-stage
-    # package (kdetect.package.attach_glyph_reader). None: the reader's weights only.
+    # package (kdetect.training.packaging.attach_glyph_reader). None: the reader's weights only.
     detector: str | None = None
 
     @classmethod
@@ -69,6 +69,28 @@ def crop_accuracy(reader: keras.Model, crops: np.ndarray, labels: np.ndarray) ->
     return float(np.mean(logits.argmax(-1) == labels))
 
 
+class GlyphKind:
+    """The glyph reader's part of the loop: crops labelled by the renderer's boxes, cross-entropy
+    over the charset and "no glyph", crops read right on the held-out captchas."""
+
+    def __init__(self, tc: GlyphTrainConfig, val_crops: np.ndarray, val_labels: np.ndarray):
+        self.tc, self.val_crops, self.val_labels = tc, val_crops, val_labels
+
+    def build(self, optimizer: keras.optimizers.Optimizer) -> tuple[keras.Model, keras.Model]:
+        reader = build_glyph_reader(self.tc.glyphs)
+        reader.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return reader, reader
+
+    def dataset(self):
+        examples = read_dataset(self.tc.train_data, shuffle_seed=self.tc.seed).repeat()
+        if self.tc.augment:
+            examples = augment_dataset(examples, seed=self.tc.seed, fraction=float(self.tc.augment))
+        return crop_dataset(examples, self.tc.glyphs, self.tc.seed, self.tc.batch_size)
+
+    def accuracy(self, network: keras.Model) -> float:
+        return crop_accuracy(network, self.val_crops, self.val_labels)
+
+
 def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: None, verbose: int = 1,
                  force: bool = False) -> dict:
     """Train; out_dir/glyphs.weights.h5 (the best epoch's) and glyphs.json, and with tc.detector
@@ -81,28 +103,14 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
     manifest = load_manifest(tc.train_data)
     write_atomic(out / "train_config.json", tc.to_json())
     write_atomic(out / GLYPH_CONFIG, tc.glyphs.to_json())
-    reader = build_glyph_reader(tc.glyphs)
-    reader.compile(optimizer=make_optimizer(tc),
-                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    examples = read_dataset(tc.train_data, shuffle_seed=tc.seed).repeat()
-    if tc.augment:
-        examples = augment_dataset(examples, seed=tc.seed, fraction=float(tc.augment))
-    train = crop_dataset(examples, tc.glyphs, tc.seed, tc.batch_size)
     val_crops, val_labels = validation_crops(tc)
+    # The best weights keep the reader's own file name: runs made before the one loop resume and package as they were.
+    reader, run = run_training(tc, GlyphKind(tc, val_crops, val_labels), out, log, verbose, best_name=GLYPH_WEIGHTS)
     best = out / GLYPH_WEIGHTS
-    ema = [WeightEMA(reader, tc.ema_decay, out / "ema.npz")] if tc.ema_decay else []
-    accuracy = StringAccuracy(reader, lambda: crop_accuracy(reader, val_crops, val_labels), best, log,
-                              out / HISTORY, weights=ema[0].applied if ema else contextlib.nullcontext)
-    callbacks = [*ema, accuracy, keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True)]
-    start = time.time()
-    # A finished run (its backup is gone by then) is not trained again, only packaged.
-    if not (best.is_file() and len(read_history(out / HISTORY)) >= tc.epochs):
-        reader.fit(train, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch, callbacks=callbacks, verbose=verbose)
-    reader.load_weights(str(best))
     summary = {"train_data": tc.train_data, "train_images": manifest["images"], "train_seed": manifest["seed"],
                "val_data": tc.val_data, "val_crops": len(val_labels),
                "val_crop_accuracy": crop_accuracy(reader, val_crops, val_labels),
-               "seconds_this_session": round(time.time() - start, 1), "seed": tc.seed}
+               "seed": tc.seed, **run}
     if tc.detector:
         gcfg, accuracy = tuned_thresholds(tc, reader)
         summary.update(val_images=tc.val_images, val_string_accuracy=accuracy,
@@ -115,8 +123,8 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
 
 def tuned_thresholds(tc: GlyphTrainConfig, reader: keras.Model) -> tuple[GlyphConfig, float]:
     """The glyph thresholds that read tc's held-out captchas best with tc.detector (TF graphs)."""
-    from kdetect.reader import compiled_inference, glyph_inference
     from kdetect.package import load_package
+    from kdetect.serving.reader import compiled_inference, glyph_inference
 
     detector, cfg = load_package(tc.detector)
     infer = compiled_inference(detector, cfg)

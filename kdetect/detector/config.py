@@ -39,7 +39,7 @@ class ModelConfig(JsonConfig):
     # that many times as often: the decoder guesses which one a captcha uses (alphabet.py).
     # Empty: no guess, every character may be read.
     alphabets: tuple[str, ...] = ()
-    # False in a compacted package (kdetect/compact.py): batch norm folded into the convolutions.
+    # False in a compacted package (kdetect/training/compact.py): batch norm folded into the convolutions.
     batch_norm: bool = True
     # The one answer length of the site a model was fine-tuned for (kdetect finetune records it
     # when every label has it); decoding then reads that many glyphs. None: any length.

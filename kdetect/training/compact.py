@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kdetect.package import CARD, glyph_writer, load_package, read_training, save_package
-from kdetect.yolo.config import ModelConfig
+from kdetect.detector.config import ModelConfig
+from kdetect.package import load_package, read_training
+from kdetect.training.packaging import compacted_card, glyph_writer, save_package
 
 LEVELS = 255  # uint8
 
@@ -38,7 +39,7 @@ def uint8_grid(weights: np.ndarray) -> np.ndarray:
 def fold_batch_norm(detector, cfg: ModelConfig):
     """-> (the same network without batch norm layers, its config): each conv's kernel scaled by
     gamma / sqrt(var + eps) and given the bias beta - mean * that scale."""
-    from kdetect.yolo.model import build_detector
+    from kdetect.detector.model import build_detector
 
     folded_cfg = dataclasses.replace(cfg, batch_norm=False)
     folded = build_detector(folded_cfg)
@@ -72,8 +73,6 @@ def compact_package(model_dir: str | Path, out_dir: str | Path, force: bool = Fa
     snap_weights(detector)
     training = read_training(model_dir) or {}
     training["compacted_from"] = str(model_dir)
-    card = (Path(model_dir) / CARD).read_text() + (
-        "- Compacted for shipping (kdetect/compact.py): batch norm folded into the convolutions, weights "
-        "on TF.js's uint8 grid, so the browser export computes exactly this network.\n")
+    card = compacted_card(model_dir)
     # A glyph reader goes onto the same grid: the browser runs it from uint8 weights too.
     return save_package(out_dir, detector, cfg, training, card, force, glyph_writer(model_dir, snap_weights))

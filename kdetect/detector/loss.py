@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kdetect.yolo.config import ModelConfig
+from kdetect.detector.config import ModelConfig
 
 
 def cell_offsets(gh: int, gw: int) -> tf.Tensor:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kdetect.errors import KdetectError
-from kdetect.web import check_web, make_server
+from kdetect.serving.web import check_web, make_server
 
 # --disable-dev-shm-usage: containers often give /dev/shm 64 MB, which Chromium outgrows.
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]

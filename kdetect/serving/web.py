@@ -21,7 +21,7 @@ MODEL = Path("model/model.json")
 
 def web_dir() -> Path:
     """web/ of the source checkout this package runs from."""
-    folder = Path(__file__).resolve().parent.parent / "web"
+    folder = Path(__file__).resolve().parents[2] / "web"
     if not (folder / "index.html").is_file():
         raise KdetectError(f"the demo page is not at {folder}: `kdetect web` serves web/ of a source "
                            "checkout; clone the repository and install it with `pip install -e .`")

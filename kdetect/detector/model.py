@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from kdetect.yolo.config import ModelConfig
+from kdetect.detector.config import ModelConfig
 
 # Objectness starts near 1% so the many empty cells do not swamp the first steps.
 OBJECTNESS_PRIOR = 0.01

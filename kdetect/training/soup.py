@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from kdetect.detector.config import ModelConfig
 from kdetect.errors import ConfigError
 from kdetect.fsutil import check_replaceable
-from kdetect.package import (GLYPH_WEIGHTS, alphabets_line, glyph_writer, ingredient_lines, load_package,
-                             read_training, save_package)
-from kdetect.yolo.config import ModelConfig
+from kdetect.package import GLYPH_WEIGHTS, load_package, read_training
+from kdetect.training.packaging import glyph_writer, save_package, soup_card
 
 Weights = list[np.ndarray]
 
@@ -72,7 +72,8 @@ def average_packages(model_dirs: Sequence[str | Path], out_dir: str | Path, val_
     record: dict = {}
     kept = list(range(len(ingredients)))
     if val_data:
-        from kdetect.train import string_accuracy, tune_thresholds, validation_arrays
+        from kdetect.training.detector import string_accuracy, tune_thresholds
+        from kdetect.training.loop import validation_arrays
 
         images, texts = validation_arrays(val_data, cfg, val_images)
 
@@ -105,18 +106,3 @@ def shared_glyph_reader(model_dirs: Sequence[str | Path]) -> bool:
         raise ConfigError("the packages have different glyph readers (or only some have one); average their "
                           "detectors without them, then pair the soup with one: kdetect train-glyphs --detector")
     return True
-
-
-def soup_card(cfg: ModelConfig, record: dict, offered: int) -> str:
-    parts = record["averaged_from"]
-    lines = [f"# kdetect detector (weight average of {len(parts)} packages)\n\n",
-             f"YOLOv3-tiny (width x{cfg.width_multiplier}), input {cfg.input_height}x{cfg.input_width}; "
-             f"its weights are the mean of {len(parts)} of the {offered} packages offered (kdetect/soup.py), "
-             "each listed with the runs it continued (training.json holds their full records):\n\n"]
-    lines.append(ingredient_lines(parts, 0))
-    if "val_string_accuracy" in record:
-        lines.append(f"\nHeld-out synthetic validation ({record['val_images']} images, {record['val_data']}): "
-                     f"full-string accuracy {record['val_string_accuracy']:.4f}, thresholds tuned there.\n")
-    lines.append(alphabets_line(cfg))
-    lines.append("Never trained on real captchas.\n")
-    return "".join(lines)

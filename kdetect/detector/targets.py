@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kdetect.yolo.config import ModelConfig
+from kdetect.detector.config import ModelConfig
 
 
 def encode_targets(boxes: tf.Tensor, labels: tf.Tensor, cfg: ModelConfig) -> dict[str, tf.Tensor]:

@@ -4,7 +4,7 @@ Both models read the same fresh synthetic captchas of every preset and ../shared
 baseline reads only its one answer length, and the per-length table shows that rather than
 hiding it. Learning curves train both from scratch on the first 1k, 5k, 20k and 50k images of
 the same TFRecords, with the same budget, and record when each first reached 99% on the held-out
-set. Results go to a JSON file; kdetect/report.py turns them into docs/comparison.md and plots.
+set. Results go to a JSON file; kdetect/research/report.py turns them into docs/comparison.md and plots.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from pathlib import Path
 from kdetect.configio import JsonConfig
 from kdetect.errors import ConfigError
 from kdetect.package import read_training
-
-PRESETS = ("gnuboard5", "l2", "varlen", "kcaptcha21")
+from kdetect.presets import ENGINE_PRESETS, realval_dir
 
 
 @dataclass(frozen=True)
@@ -32,12 +31,13 @@ class CompareConfig(JsonConfig):
     baseline: str | None = None  # a classifier package; None: the shipped baseline-l2
     test_count: int = 500  # fresh synthetic images per preset
     test_seed: int = 9001
-    realval: str | None = "../shared/realval"  # skipped where absent
+    realval: str | None = None  # None: kdetect.presets.realval_dir(); skipped where absent
     latency_repeats: int = 100
     # Learning curves: training configs (JSON paths) run once per size with train_images = size.
     curve_sizes: tuple[int, ...] = (1000, 5000, 20000, 50000)
-    curve_detector: str | None = "configs/compare/curve-detector.json"
-    curve_baseline: str | None = "configs/compare/curve-baseline.json"
+    # A relative path is looked up beside the comparison config first (load_compare_config).
+    curve_detector: str | None = "curve-detector.json"
+    curve_baseline: str | None = "curve-baseline.json"
     out_dir: str = "runs/compare"  # test images, curve runs, results.json
 
     @classmethod
@@ -49,6 +49,25 @@ class CompareConfig(JsonConfig):
     def validate(self) -> None:
         if self.test_count < 1 or self.latency_repeats < 1 or any(n < 1 for n in self.curve_sizes):
             raise ConfigError("test_count, latency_repeats and every curve size must be at least 1")
+
+
+def default_compare_config() -> Path:
+    """The shipped comparison config, wherever kdetect runs from."""
+    from kdetect.data.renderer import resource_dir
+
+    return resource_dir("configs") / "compare" / "default.json"
+
+
+def load_compare_config(path: str | Path) -> CompareConfig:
+    """A comparison config, its relative curve configs found beside it where they are there
+    (else they stay relative to the working folder, as older configs wrote them)."""
+    cc = CompareConfig.load(path)
+    beside = {}
+    for name in ("curve_detector", "curve_baseline"):
+        value = getattr(cc, name)
+        if value and not Path(value).is_absolute() and (Path(path).parent / value).is_file():
+            beside[name] = str(Path(path).parent / value)
+    return dataclasses.replace(cc, **beside)
 
 
 def package_facts(model_dir: Path) -> dict:
@@ -68,7 +87,7 @@ def comparison_sets(cc: CompareConfig) -> dict[str, dict[str, Path]]:
     from kdetect.data.generate import DatasetSpec, generate
 
     synthetic = {}
-    for preset in PRESETS:
+    for preset in ENGINE_PRESETS:
         folder = Path(cc.out_dir) / "test" / preset
         if not (folder / "manifest.json").is_file():
             spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=cc.test_seed,
@@ -76,9 +95,9 @@ def comparison_sets(cc: CompareConfig) -> dict[str, dict[str, Path]]:
             generate(spec, folder)
         synthetic[preset] = folder
     sets = {"synthetic": synthetic}
-    real = Path(cc.realval) if cc.realval else None
-    if real and real.is_dir():
-        sets["realval"] = {p: real / p for p in PRESETS if (real / p / "labels.tsv").is_file()}
+    real = Path(cc.realval) if cc.realval else realval_dir()
+    if real.is_dir():
+        sets["realval"] = {p: real / p for p in ENGINE_PRESETS if (real / p / "labels.tsv").is_file()}
     return sets
 
 
@@ -96,8 +115,8 @@ def latency_ms(solver, image: Path, repeats: int) -> float:
 
 def measure(model_dir: Path, sets: dict, repeats: int) -> dict:
     """Accuracy per set and preset (with by-length detail), size, parameters and latency."""
-    from kdetect.evaluate import evaluate
-    from kdetect.solver import Solver
+    from kdetect.serving.evaluate import evaluate
+    from kdetect.serving.solver import Solver
 
     solver = Solver(model_dir)
     result = {"model": str(model_dir), **package_facts(model_dir), "accuracy": {}}
@@ -122,14 +141,14 @@ def time_to(history: list[dict], target: float, images_per_epoch: int) -> dict |
 
 def curve_run(kind: str, config_path: str, size: int, out_root: Path, log: Callable[[str], None]) -> dict:
     """Train one model of `kind` on the first `size` images (resuming, or reusing a finished run)."""
-    from kdetect.train import HISTORY, read_history
+    from kdetect.training.loop import HISTORY, read_history
 
     if kind == "detector":
-        from kdetect.train import TrainConfig as Config
-        from kdetect.train import train as run
+        from kdetect.training.detector import TrainConfig as Config
+        from kdetect.training.detector import train as run
     else:
-        from kdetect.baseline.train import ClassifierTrainConfig as Config
-        from kdetect.baseline.train import train_classifier as run
+        from kdetect.training.classifier import ClassifierTrainConfig as Config
+        from kdetect.training.classifier import train_classifier as run
     tc = dataclasses.replace(Config.load(config_path), train_images=size, out_dir=str(out_root / f"{kind}-{size}"))
     out = Path(tc.out_dir)
     summary = read_training(out / "model")

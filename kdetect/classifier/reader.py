@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdetect.baseline.package import load_classifier_package
 from kdetect.errors import LengthError
-from kdetect.reader import Reader, inference
-from kdetect.yolo.decode import Glyph, Reading, symbol_mask
+from kdetect.package import load_classifier_package
+from kdetect.readings import Glyph, Reading, symbol_mask
+from kdetect.serving.reader import Reader, inference
 
 
 def decode_probabilities(probs: np.ndarray, charset: str, symbols: str | None = None) -> Reading:

@@ -22,10 +22,10 @@ from pathlib import Path
 from PIL import Image
 
 from kdetect.errors import ConfigError, DatasetError, InvalidImageError
-from kdetect.evaluate import foreign_answers, read_labels
 from kdetect.fsutil import check_replaceable, replace_dir, staging_dir, write_atomic
 from kdetect.images import load_image
-from kdetect.yolo.decode import Reading
+from kdetect.readings import Reading
+from kdetect.serving.evaluate import foreign_answers, read_labels
 
 SHARD = "shard-00000-of-00001.tfrecord"
 
@@ -152,10 +152,10 @@ def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: s
     """Fine-tune the detector package model_dir (None: the shipped default) on labelled folders;
     writes out_dir/model (and out_dir/data-train, data-val, the run's checkpoints) and returns
     the training summary. Those folders, where they exist, must be kdetect's own unless force."""
+    from kdetect.detector.config import ModelConfig
     from kdetect.package import default_model_dir, package_kind
-    from kdetect.solver import Solver
-    from kdetect.train import TrainConfig, train
-    from kdetect.yolo.config import ModelConfig
+    from kdetect.serving.solver import Solver
+    from kdetect.training.detector import TrainConfig, train
 
     fc.validate()
     model_dir, out = Path(model_dir or default_model_dir()), Path(out_dir)

@@ -1,0 +1,43 @@
+"""Reading captchas with a detector package, and its glyph reader where it has one."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from kdetect.detector.decode import decode_batch, proposal_batch, score_floor
+from kdetect.glyphs.decode import look_twice, refine
+from kdetect.package import load_glyph_reader, load_package
+from kdetect.readings import Reading
+from kdetect.serving.reader import Reader, glyph_inference, inference
+
+
+class DetectorReader(Reader):
+    """The YOLO detector: reads answers of any length, with a box per glyph; where the package
+    has a glyph reader (kdetect/glyphs), that second stage keeps and names the glyphs."""
+
+    def _load_model(self) -> None:
+        detector, self.config = load_package(self.model_dir)
+        self._infer = inference(detector, self.config, self.model_dir, self.backend)
+        glyphs = load_glyph_reader(self.model_dir)
+        self.glyph_config = glyphs[1] if glyphs else None
+        if glyphs:
+            self._read_glyphs = glyph_inference(*glyphs, self.model_dir, self.backend)
+            self._proposing = dataclasses.replace(
+                self.config, score_threshold=min(self.config.score_threshold, self.glyph_config.proposal_threshold))
+
+    def _read_arrays(self, images: np.ndarray, size: tuple[int, int], length: int | None = None) -> list[Reading]:
+        sizes = [size] * len(images)
+        length = length if length is not None else self.config.answer_length
+        outputs = self._infer(images)
+        if self.glyph_config is None:
+            return decode_batch(outputs, self.config, sizes, self.symbols, self.guess_alphabet, length)
+        proposing = self._proposing
+        if length is not None:
+            proposing = dataclasses.replace(proposing, score_threshold=score_floor(proposing, length))
+        found = proposal_batch(outputs, proposing, sizes)
+        columns, probs, seconds = look_twice(images, found, sizes, self.glyph_config, self._read_glyphs, length)
+        return [refine(p, pr, self.glyph_config, self.config.alphabets, self.symbols, self.guess_alphabet, length, dp,
+                       cols, second)
+                for (p, dp), pr, cols, second in zip(found, probs, columns, seconds)]

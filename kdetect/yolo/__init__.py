@@ -1,1 +1,0 @@
-"""Our YOLOv3-tiny: config, model, anchors, targets, loss, decoding."""
