@@ -359,10 +359,13 @@ def _run_export(args: argparse.Namespace) -> None:
 
     model = args.model or default_model_dir()
     if args.format == "saved_model":
-        print(f"wrote {export_saved_model(model, args.out, force=args.force)}")
+        with native_stderr_held():  # TensorFlow's tracing logs from C++
+            out = export_saved_model(model, args.out, force=args.force)
+        print(f"wrote {out}")
         return
     if args.format == "tflite":
-        out = export_tflite(model, args.out, force=args.force)
+        with native_stderr_held():  # the TFLite converter logs from C++ as it works
+            out = export_tflite(model, args.out, force=args.force)
         print(f"wrote {out} ({(out / 'model.tflite').stat().st_size / 1e6:.2f} MB)")
         return
     out = export_tfjs(model, args.out, None if args.quantize == "none" else args.quantize, force=args.force)

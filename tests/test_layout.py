@@ -12,12 +12,22 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def run_time_nodes(tree: ast.AST):
+    """Every node but those under `if TYPE_CHECKING:`, which only a type checker reads."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in [child, *run_time_nodes(child)])
+            continue
+        yield node
+        yield from run_time_nodes(node)
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = {module_name(p): p for p in ROOT.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in run_time_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
             elif isinstance(node, ast.Import):
@@ -53,7 +63,10 @@ def test_no_import_cycle():
     assert cycle_from(import_graph()) is None, " -> ".join(cycle_from(import_graph()))
 
 
-def test_the_checker_sees_a_cycle():
+def test_the_checker_sees_a_cycle_and_reads_lazy_imports():
+    lazy = ast.parse("def f():\n    from kdetect.a import b\nif TYPE_CHECKING:\n    import kdetect.c\n")
+    seen = [n for n in run_time_nodes(lazy) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [n.module for n in seen] == ["kdetect.a"]
     assert cycle_from({"a": {"b"}, "b": {"c"}, "c": {"a"}}) is not None
     assert cycle_from({"a": {"b"}, "b": {"c"}, "c": set()}) is None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
@@ -81,7 +82,7 @@ class GlyphKind:
         reader.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         return reader, reader
 
-    def dataset(self):
+    def dataset(self) -> tf.data.Dataset:
         examples = read_dataset(self.tc.train_data, shuffle_seed=self.tc.seed).repeat()
         if self.tc.augment:
             examples = augment_dataset(examples, seed=self.tc.seed, fraction=float(self.tc.augment))

@@ -9,12 +9,20 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kdetect.detector.config import ModelConfig
 from kdetect.errors import ConfigError
 from kdetect.fsutil import check_replaceable, replace_dir, staging_dir
 from kdetect.package import (CARD, CLASSIFIER_MODEL, CONFIG, GLYPH_CONFIG, GLYPH_WEIGHTS, TRAINING, WEIGHTS,
                              load_glyph_reader, package_kind, read_training)
+
+if TYPE_CHECKING:  # the training configs import this module: their types only, for the signatures
+    import keras
+
+    from kdetect.classifier.config import ClassifierConfig
+    from kdetect.training.classifier import ClassifierTrainConfig
+    from kdetect.training.detector import TrainConfig
 
 
 def write_package(out_dir: str | Path, config_json: str, training: dict, card: str,
@@ -33,7 +41,7 @@ def write_package(out_dir: str | Path, config_json: str, training: dict, card: s
     return out
 
 
-def save_package(out_dir: str | Path, detector, cfg: ModelConfig, training: dict, card: str,
+def save_package(out_dir: str | Path, detector: keras.Model, cfg: ModelConfig, training: dict, card: str,
                  force: bool = False, extra: Callable[[Path], None] | None = None) -> Path:
     """A detector package; extra(folder), if given, writes more of it (a glyph reader, see glyph_writer)."""
 
@@ -63,9 +71,9 @@ def glyph_writer(model_dir: str | Path | None, transform: Callable | None = None
     return write
 
 
-def save_classifier_package(out_dir: str | Path, weights_path: str | Path, cfg, training: dict, card: str,
-                            force: bool = False) -> Path:
-    """A package of build_classifier(cfg) (cfg: a ClassifierConfig) with the weights of weights_path."""
+def save_classifier_package(out_dir: str | Path, weights_path: str | Path, cfg: ClassifierConfig, training: dict,
+                            card: str, force: bool = False) -> Path:
+    """A package of build_classifier(cfg) with the weights of weights_path."""
     from kdetect.classifier.model import build_classifier
 
     # A fresh model, never compiled: the saved file holds no optimizer, loss or metric to resolve.
@@ -108,8 +116,8 @@ def glyph_reader_line(summary: dict) -> str:
             f"drops doubled boxes; held-out crop accuracy {summary.get('val_crop_accuracy', float('nan')):.4f}.\n")
 
 
-def detector_card(cfg: ModelConfig, tc, summary: dict) -> str:
-    """A trained detector's card; tc: its TrainConfig."""
+def detector_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
+    """A trained detector's card."""
     from kdetect.detector.model import build_detector
 
     params = build_detector(cfg).count_params()
@@ -137,8 +145,8 @@ def detector_card(cfg: ModelConfig, tc, summary: dict) -> str:
     )
 
 
-def classifier_card(cfg, tc, summary: dict) -> str:
-    """A trained classifier's card; cfg: its ClassifierConfig, tc: its ClassifierTrainConfig."""
+def classifier_card(cfg: ClassifierConfig, tc: ClassifierTrainConfig, summary: dict) -> str:
+    """A trained classifier's card."""
     return (
         "# kdetect classifier baseline\n\n"
         f"Fixed-length classifier: {cfg.backbone} backbone (initial weights: {cfg.weights or 'random'}, "
