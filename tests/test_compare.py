@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import keras
+import pytest
 
 from kdetect.classifier.config import ClassifierConfig
 from kdetect.classifier.model import build_classifier
@@ -26,6 +27,7 @@ def test_time_to_target_reads_the_first_epoch_reaching_it():
     assert time_to(history[:1], 0.99, 64) is None
 
 
+@pytest.mark.slow  # trains both kinds for the learning curves
 def test_compare_end_to_end(tmp_path, capsys):
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(width_multiplier=0.125)
