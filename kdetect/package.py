@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kdetect.configio import check_input_size, read_json
+from kdetect.configio import read_json
 from kdetect.detector.config import ModelConfig
 from kdetect.errors import ConfigError
 
@@ -149,11 +149,7 @@ def load_glyph_reader(model_dir: str | Path):
     model_dir = Path(model_dir)
     if not (model_dir / GLYPH_CONFIG).is_file():
         return None
-    gcfg = GlyphConfig.load(model_dir / GLYPH_CONFIG)
-    try:
-        check_input_size(gcfg.input_height, gcfg.input_width, "the glyph reader's")
-    except ConfigError as err:
-        raise ConfigError(f"{model_dir / GLYPH_CONFIG}: {err}") from None
+    gcfg = GlyphConfig.load(model_dir / GLYPH_CONFIG)  # its validate() bounds the input size
     reader = build_glyph_reader(gcfg)
     load_weights(reader, model_dir / GLYPH_WEIGHTS, f"the glyph reader {model_dir / GLYPH_CONFIG} describes")
     return reader, gcfg

@@ -242,3 +242,13 @@ def test_the_detector_weighs_in_on_a_doubtful_glyph():
     # The weighed probabilities still leave "no glyph" its share.
     assert 0.95 < reading.glyphs[1].score <= 1 - probs[1, NONE] + 1e-6
     assert refine(proposal_of(2), probs, GlyphConfig(detector_weight=0.0), (), detector_probs=detector).text == "88"
+
+
+def test_glyph_config_bounds_its_second_look_and_input_size():
+    from kdetect.errors import ConfigError
+
+    assert GlyphConfig(relook_step=3, relook_steps=2).relook_offsets == [3, -3, 6, -6]
+    assert GlyphConfig(relook_steps=0).relook_offsets == []
+    for bad in ({"relook_steps": 9}, {"relook_step": 0}, {"relook_separation": -1}, {"input_width": 20000}):
+        with pytest.raises(ConfigError):
+            GlyphConfig.from_dict(bad)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdetect.charset import CHARSET
-from kdetect.configio import JsonConfig
+from kdetect.configio import JsonConfig, check_input_size
 from kdetect.errors import ConfigError
 
 
@@ -53,6 +53,8 @@ class GlyphConfig(JsonConfig):
         return len(self.charset) + 1
 
     def validate(self) -> None:
+        # The reader is built at this size: a crafted glyphs.json must not ask for gigabytes.
+        check_input_size(self.input_height, self.input_width, "the glyph reader's")
         if not 8 <= self.crop_width <= self.input_width:
             raise ConfigError(f"crop_width must lie between 8 and the input width {self.input_width}, "
                               f"not {self.crop_width}")
