@@ -151,6 +151,13 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_solve)
 
 
+def _loaded(solver):
+    """The solver, loaded with the TFLite converter's and interpreter's C++ start-up logs held back."""
+    with native_stderr_held():
+        solver.load()
+    return solver
+
+
 def _run_solve(args: argparse.Namespace) -> int:
     import json
 
@@ -158,9 +165,7 @@ def _run_solve(args: argparse.Namespace) -> int:
     from kdetect.images import load_image
     from kdetect.serving.solver import Solver
 
-    solver = Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length)
-    with native_stderr_held():  # the TFLite converter and interpreter log from C++ as they start
-        solver.load()
+    solver = _loaded(Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length))
     failed = 0
     drawn = []
     for path in args.images:
@@ -208,9 +213,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from kdetect.serving.evaluate import evaluate
     from kdetect.serving.solver import Solver
 
-    solver = Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length)
-    with native_stderr_held():  # the TFLite converter and interpreter log from C++ as they start
-        solver.load()
+    solver = _loaded(Solver(args.model, args.symbols, args.backend, args.alphabet_guess, args.length))
     result = evaluate(solver, args.folder)
     for warning in result["warnings"]:
         print(f"kdetect: warning: {one_line(warning)}", file=sys.stderr)
@@ -393,9 +396,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     from kdetect.serving.solver import Solver
 
     seed = args.seed if args.seed is not None else int(time.time())
-    solver = Solver(args.model)
-    with native_stderr_held():  # the TFLite converter and interpreter log from C++ as they start
-        solver.load()
+    solver = _loaded(Solver(args.model))
     right = total = 0
     print(f"{'preset':<11} {'truth':<9} {'read':<9} {'confidence':>10}")
     for number, preset in enumerate(ENGINE_PRESETS):

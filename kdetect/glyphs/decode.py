@@ -53,7 +53,7 @@ def first_look(probs: np.ndarray, detector_probs: np.ndarray | None, count: int,
 def dropped(proposal: Reading, probs: np.ndarray, gcfg: GlyphConfig, detector_probs: np.ndarray | None = None) -> np.ndarray:
     """Indices of the proposals the first look drops: the ones a second look reads again."""
     count = min(len(proposal.glyphs), gcfg.max_glyphs)
-    probs, kept = first_look(probs, detector_probs, count, gcfg)
+    _, kept = first_look(probs, detector_probs, count, gcfg)
     return np.setdiff1d(np.arange(count), kept)
 
 
@@ -131,7 +131,6 @@ def refine(proposal: Reading, probs: np.ndarray, gcfg: GlyphConfig, alphabets: t
                    for k, c, p in zip(kept.tolist(), best.tolist(), chars))
     confidence = float(np.prod([g.score for g in glyphs])) if glyphs else 0.0
     return Reading("".join(g.char for g in glyphs), confidence, glyphs)
-
 
 
 def look_twice(images: np.ndarray, found: list[tuple[Reading, np.ndarray]], image_sizes: list[tuple[int, int]],
