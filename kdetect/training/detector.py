@@ -26,7 +26,7 @@ from kdetect.detector.preprocess import preprocess
 from kdetect.detector.targets import encode_targets
 from kdetect.errors import ConfigError
 from kdetect.fsutil import check_replaceable, write_atomic
-from kdetect.package import read_training
+from kdetect.package import CONFIG, WEIGHTS, load_weights, read_training
 from kdetect.training.loop import BEST, HISTORY, check_recipe, read_history, run_training, validation_arrays
 from kdetect.training.packaging import detector_card, glyph_writer, save_package
 
@@ -99,7 +99,9 @@ class DetectorKind:
     def build(self, optimizer: keras.optimizers.Optimizer) -> tuple[keras.Model, keras.Model]:
         detector = build_detector(self.cfg)
         if self.tc.init_from:
-            detector.load_weights(str(Path(self.tc.init_from) / "detector.weights.h5"))
+            start = Path(self.tc.init_from)
+            # Through the package loader: a package a user names is checked like any other.
+            load_weights(detector, start / WEIGHTS, f"the network {start / CONFIG} describes")
         trainer = YoloTrainer(detector, self.cfg)
         trainer(np.zeros((1, self.cfg.input_height, self.cfg.input_width, 3), np.float32))  # built, so a backup can load
         trainer.compile(optimizer=optimizer)
@@ -180,7 +182,7 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     load_manifest(tc.val_data)
     cfg = tc.model
     if tc.init_from:
-        cfg = dataclasses.replace(ModelConfig.load(Path(tc.init_from) / "config.json"),
+        cfg = dataclasses.replace(ModelConfig.load(Path(tc.init_from) / CONFIG),
                                   score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
                                   answer_length=cfg.answer_length)
         log(f"starting from {tc.init_from} (anchors {cfg.anchors})")

@@ -153,7 +153,7 @@ def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: s
     writes out_dir/model (and out_dir/data-train, data-val, the run's checkpoints) and returns
     the training summary. Those folders, where they exist, must be kdetect's own unless force."""
     from kdetect.detector.config import ModelConfig
-    from kdetect.package import default_model_dir, package_kind
+    from kdetect.package import CONFIG, default_model_dir, package_kind
     from kdetect.serving.solver import Solver
     from kdetect.training.detector import TrainConfig, train
 
@@ -164,7 +164,7 @@ def finetune(model_dir: str | Path | None, folders: list[str | Path], out_dir: s
     if package_kind(model_dir) != "detector":
         raise ConfigError(f"{model_dir} is not a detector package: only the detector places glyph boxes to fine-tune on")
     items, alphabets = labelled_items(folders)
-    start = ModelConfig.load(model_dir / "config.json")
+    start = ModelConfig.load(model_dir / CONFIG)
     foreign = foreign_answers(items, start.charset)
     if foreign:
         raise DatasetError(f"{foreign}; a fine-tune cannot teach a character the model has no class for: fix "
