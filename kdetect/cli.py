@@ -387,12 +387,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _run_demo(args: argparse.Namespace) -> None:
     import json
-    import shutil
     import time
 
     from kdetect.data import renderer
     from kdetect.data.generate import DatasetSpec, generate
-    from kdetect.fsutil import check_replaceable, replace_dir, staging_dir
+    from kdetect.fsutil import staged_output
     from kdetect.serving.solver import Solver
 
     seed = args.seed if args.seed is not None else int(time.time())
@@ -401,17 +400,11 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"{'preset':<11} {'truth':<9} {'read':<9} {'confidence':>10}")
     for number, preset in enumerate(ENGINE_PRESETS):
         folder = args.out / preset
-        check_replaceable(folder, args.force)
-        staged = staging_dir(folder)
         # A seed per preset: presets drawing from the same alphabet would otherwise draw the same answers.
         spec = DatasetSpec(config=renderer.load_config(renderer.preset_path(preset)), seed=seed + number,
                            count=args.count)
-        try:
+        with staged_output(folder, args.force) as staged:
             generate(spec, staged)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        replace_dir(staged, folder, args.force)
         anns = [json.loads(line) for line in (folder / "annotations.jsonl").open()]
         for ann, reading in zip(anns, solver.read_batch([folder / a["file"] for a in anns])):
             ok = reading.text == ann["text"]

@@ -3,11 +3,13 @@ user keeps: a folder is replaced only when everything in it is what kdetect wrot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from kdetect.errors import OutputError
@@ -93,3 +95,18 @@ def replace_dir(staged: str | Path, target: str | Path, force: bool = False) -> 
     os.replace(target, old)
     os.replace(staged, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_output(target: str | Path, force: bool = False) -> Iterator[Path]:
+    """A fresh folder to write target's new contents into; when the block ends well it is put in
+    target's place (replace_dir). target is checked first, so a refusal comes before the work, and
+    a block that fails (or a swap refused) leaves nothing half-written beside target."""
+    target = Path(target)
+    check_replaceable(target, force)
+    staged = staging_dir(target)
+    try:
+        yield staged
+        replace_dir(staged, target, force)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)  # gone already once it was swapped in

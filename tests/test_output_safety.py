@@ -167,3 +167,17 @@ def test_generate_keeps_the_users_files_in_its_folder_and_beside_it(tmp_path, ca
     assert main(args) == 0 and main(args) == 0  # its own dataset it finishes, run after run
     assert_kept({k: v for k, v in files.items() if k.parent != out})
     assert len((out / "labels.tsv").read_text().splitlines()) == 2
+
+
+def test_a_failed_write_leaves_the_old_folder_and_no_staging_folder(tmp_path):
+    from kdetect.fsutil import staged_output
+
+    target = tmp_path / "pkg"
+    with staged_output(target) as staged:
+        (staged / "a.txt").write_text("first")
+    with pytest.raises(RuntimeError):
+        with staged_output(target) as staged:
+            (staged / "a.txt").write_text("second")
+            raise RuntimeError("the export failed half-way")
+    assert (target / "a.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]

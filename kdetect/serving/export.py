@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from kdetect.errors import ConfigError, KdetectError
-from kdetect.fsutil import MARKER, check_replaceable, replace_dir, staging_dir
+from kdetect.fsutil import MARKER, staged_output
 from kdetect.package import CONFIG, GLYPH_CONFIG, load_any_package, load_glyph_reader, package_kind
 
 QUANTIZE_FLAGS = {None: [], "float16": ["--quantize_float16", "*"], "uint8": ["--quantize_uint8", "*"]}
@@ -58,17 +57,11 @@ def export_saved_model(model_dir: str | Path, out_dir: str | Path, force: bool =
     """A SavedModel taking raw RGB pixels of any size, in out_dir, replaced whole; a glyph
     reader's (pixels and crop centres in) goes to out_dir/glyphs."""
     out = Path(out_dir)
-    check_replaceable(out, force)
-    staged = staging_dir(out)
-    try:
+    with staged_output(out, force) as staged:
         serving_model(model_dir).export(str(staged), verbose=False)
         glyphs = glyph_serving_model(model_dir)
         if glyphs is not None:
             glyphs.export(str(staged / "glyphs"), verbose=False)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    replace_dir(staged, out, force)
     return out
 
 
@@ -80,18 +73,13 @@ def export_tfjs(model_dir: str | Path, out_dir: str | Path, quantize: str | None
         raise KdetectError("tensorflowjs is not installed; install it with pip install -e '.[export]' "
                            "(tensorflowjs 4.22.0 and ydf 0.12.0, see the README)")
     out = Path(out_dir)
-    check_replaceable(out, force)
-    with tempfile.TemporaryDirectory(prefix="kdetect-export-") as scratch:
+    with staged_output(out, force) as staged, tempfile.TemporaryDirectory(prefix="kdetect-export-") as scratch:
         saved = export_saved_model(model_dir, Path(scratch) / "saved_model")
-        staged = staging_dir(out)
-        try:
-            _tfjs_convert(saved, staged, quantize)
-            if (saved / "glyphs").is_dir():
-                _tfjs_convert(saved / "glyphs", staged / "glyphs", quantize)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-    return _publish(staged, out, metadata(model_dir) | {"quantize": quantize or "none"}, force)
+        _tfjs_convert(saved, staged, quantize)
+        if (saved / "glyphs").is_dir():
+            _tfjs_convert(saved / "glyphs", staged / "glyphs", quantize)
+        write_metadata(staged, metadata(model_dir) | {"quantize": quantize or "none"})
+    return out
 
 
 def _tfjs_convert(saved: Path, out: Path, quantize: str | None) -> None:
@@ -110,23 +98,20 @@ def export_tflite(model_dir: str | Path, out_dir: str | Path, force: bool = Fals
     from kdetect.serving.lite import convert, convert_serving
 
     out = Path(out_dir)
-    check_replaceable(out, force)
-    network, cfg = load_any_package(model_dir)
-    blob = convert(network, cfg)
-    staged = staging_dir(out)
-    (staged / "model.tflite").write_bytes(blob)
-    glyphs = glyph_serving_model(model_dir, "uint8")
-    if glyphs is not None:
-        (staged / "glyphs.tflite").write_bytes(convert_serving(glyphs))
-    meta = metadata(model_dir) | {"format": "kdetect-tflite-1", "input": "uint8 RGB [batch, height, width, 3]"}
-    return _publish(staged, out, meta, force)
-
-
-def _publish(staged: Path, out: Path, meta: dict, force: bool) -> Path:
-    """Add metadata.json to a staged export and put it in place of out, whole."""
-    (staged / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
-    replace_dir(staged, out, force)
+    with staged_output(out, force) as staged:
+        network, cfg = load_any_package(model_dir)
+        (staged / "model.tflite").write_bytes(convert(network, cfg))
+        glyphs = glyph_serving_model(model_dir, "uint8")
+        if glyphs is not None:
+            (staged / "glyphs.tflite").write_bytes(convert_serving(glyphs))
+        write_metadata(staged, metadata(model_dir) | {"format": "kdetect-tflite-1",
+                                                      "input": "uint8 RGB [batch, height, width, 3]"})
     return out
+
+
+def write_metadata(staged: Path, meta: dict) -> None:
+    """An export's metadata.json: what decoding needs beside the graph."""
+    (staged / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def exported_size(out_dir: str | Path) -> int:

@@ -13,7 +13,6 @@ import dataclasses
 import io
 import json
 import random
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from kdetect.errors import ConfigError, DatasetError, InvalidImageError
-from kdetect.fsutil import check_replaceable, replace_dir, staging_dir, write_atomic
+from kdetect.fsutil import check_replaceable, staged_output, write_atomic
 from kdetect.images import load_image
 from kdetect.readings import Reading
 from kdetect.serving.evaluate import foreign_answers, read_labels
@@ -100,8 +99,7 @@ def write_dataset(reader, items: list[tuple[Path, str]], out_dir: str | Path, al
     from kdetect.data.tfrecord import MANIFEST, encode_example
 
     out = Path(out_dir)
-    staged = staging_dir(out)
-    try:
+    with staged_output(out, force) as staged:
         # Decoded once: the reader and the dataset see the same pixels.
         arrays = [_load(path) for path, _ in items]
         readings = reader.read_batch(arrays)
@@ -133,10 +131,7 @@ def write_dataset(reader, items: list[tuple[Path, str]], out_dir: str | Path, al
         }
         # The manifest last: a dataset without one reads as unfinished.
         write_atomic(staged / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        replace_dir(staged, out, force)
-        return manifest
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+    return manifest
 
 
 def _load(path: Path):

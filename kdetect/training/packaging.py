@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from kdetect.detector.config import ModelConfig
 from kdetect.errors import ConfigError
-from kdetect.fsutil import check_replaceable, replace_dir, staging_dir
+from kdetect.fsutil import staged_output
 from kdetect.package import (CARD, CLASSIFIER_MODEL, CONFIG, GLYPH_CONFIG, GLYPH_WEIGHTS, TRAINING, WEIGHTS,
                              load_glyph_reader, package_kind, read_training)
 
@@ -31,13 +31,11 @@ def write_package(out_dir: str | Path, config_json: str, training: dict, card: s
     never leaves half a package; write_model(folder) writes the network's file(s) into it. An
     out_dir holding what kdetect did not write is refused unless force (fsutil.replace_dir)."""
     out = Path(out_dir)
-    check_replaceable(out, force)
-    tmp = staging_dir(out)
-    write_model(tmp)
-    (tmp / CONFIG).write_text(config_json)
-    (tmp / TRAINING).write_text(json.dumps(training, indent=2) + "\n")
-    (tmp / CARD).write_text(card)
-    replace_dir(tmp, out, force)
+    with staged_output(out, force) as tmp:
+        write_model(tmp)
+        (tmp / CONFIG).write_text(config_json)
+        (tmp / TRAINING).write_text(json.dumps(training, indent=2) + "\n")
+        (tmp / CARD).write_text(card)
     return out
 
 
