@@ -1,5 +1,6 @@
 """The second stage: crops, their labels, decoding with the glyph reader, and its package."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -10,9 +11,10 @@ import pytest
 import tensorflow as tf
 
 from kdetect.glyphs.config import GlyphConfig
-from kdetect.glyphs.decode import crop_centres, look_twice, refine
-from kdetect.glyphs.model import build_glyph_reader, crop_columns
-from kdetect.glyphs.samples import label_positions
+from kdetect.glyphs.decode import crop_centres, look_twice, merged, refine
+from kdetect.glyphs.loss import glyph_loss
+from kdetect.glyphs.model import build_glyph_reader, crop_columns, serving_glyph_reader
+from kdetect.glyphs.samples import crop_samples, label_positions, offset_targets
 from kdetect.readings import Glyph, Reading
 
 WEB = Path(__file__).resolve().parents[1] / "web"
@@ -119,8 +121,9 @@ def test_a_second_look_brings_back_a_glyph_beside_its_box_but_not_a_doubled_box(
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
-def test_javascript_second_stage_matches_python(tmp_path):
-    gcfg = GlyphConfig()
+@pytest.mark.parametrize("centre_offset", [False, True])
+def test_javascript_second_stage_matches_python(tmp_path, centre_offset):
+    gcfg = GlyphConfig(centre_offset=centre_offset, merge_distance=4.0)
     rng = np.random.default_rng(4)
     alphabets = ("0123456789", "0123456789", "23456789abcdegikpqsvxyz", "0123456789abcdefghijklmnopqrstuvwxyz")
     cases = []
@@ -129,6 +132,8 @@ def test_javascript_second_stage_matches_python(tmp_path):
         # A reading per column, "no glyph" at most columns, so first looks drop and second looks find.
         table = rng.dirichlet(np.full(NONE + 1, 0.3), size=160).astype(np.float32)
         table[rng.uniform(size=160) < 0.6] = np.eye(NONE + 1, dtype=np.float32)[NONE] * 0.9 + 0.1 / (NONE + 1)
+        if centre_offset:  # offsets that often put two crops' glyphs within merge_distance
+            table = np.concatenate([table, rng.uniform(-6, 6, (160, 1)).astype(np.float32)], 1)
         detector = rng.uniform(0, 1, (k, NONE)).astype(np.float32) if n % 2 else None
         width = int(rng.choice([160, 200, 320]))
         spans = np.sort(rng.uniform(0, width, (k, 2)), axis=1)
@@ -139,7 +144,10 @@ def test_javascript_second_stage_matches_python(tmp_path):
                                              [(width, 60)], gcfg, column_reader(table), length)
         expected = refine(proposal, probs[0], gcfg, alphabets, length=length, detector_probs=detector,
                           columns=columns[0], second=seconds[0])
+        unmerged = refine(proposal, probs[0], dataclasses.replace(gcfg, merge_distance=0.0), alphabets, length=length,
+                          detector_probs=detector, columns=columns[0], second=seconds[0])
         cases.append({
+            "merged": len(unmerged.text) > len(expected.text),
             "proposal": {"glyphs": [{"box": list(g.box)} for g in proposal.glyphs],
                          **({"classProbs": detector.tolist()} if detector is not None else {})},
             "width": width, "length": length, "table": table.tolist(),
@@ -147,6 +155,8 @@ def test_javascript_second_stage_matches_python(tmp_path):
             "text": expected.text, "scores": [g.score for g in expected.glyphs],
         })
     assert any(c["relooked"] for c in cases) and any(not c["relooked"] for c in cases)
+    if centre_offset:  # merging must have dropped some glyph the reader kept
+        assert any(c["merged"] for c in cases)
     meta = {"alphabets": list(alphabets), "glyphs": json.loads(gcfg.to_json())}
     (tmp_path / "cases.json").write_text(json.dumps({"meta": meta, "cases": cases}))
     script = tmp_path / "check.mjs"
@@ -250,5 +260,117 @@ def test_glyph_config_bounds_its_second_look_and_input_size():
     assert GlyphConfig(relook_step=3, relook_steps=2).relook_offsets == [3, -3, 6, -6]
     assert GlyphConfig(relook_steps=0).relook_offsets == []
     for bad in ({"relook_steps": 9}, {"relook_step": 0}, {"relook_separation": -1}, {"input_width": 20000}):
+        with pytest.raises(ConfigError):
+            GlyphConfig.from_dict(bad)
+
+
+def test_offset_targets_point_at_the_nearest_centre_unless_two_are_about_as_near():
+    positions = tf.constant([10.0, 20.0, 35.0, 24.0, 23.0, 50.0])
+    targets = offset_targets(positions, tf.constant([18.0, 30.0])).numpy()
+    # 24 is 6 from both (either would be fair), 23 is 5 and 7 (2 nearer: learnt), 50 is 20 from the nearest.
+    np.testing.assert_array_equal(targets[:3], [8.0, -2.0, -5.0])
+    assert np.isnan(targets[3]) and targets[4] == -5.0 and np.isnan(targets[5])
+    assert np.isnan(offset_targets(positions, tf.zeros([0])).numpy()).all()
+
+
+def test_crops_for_a_reader_with_centre_offsets_carry_both_targets():
+    example = {"image": tf.zeros((60, 160, 3), tf.uint8), "labels": tf.constant([3, 5]),
+               "boxes": tf.constant([[20.0, 5.0, 36.0, 50.0], [80.0, 5.0, 100.0, 50.0]])}
+    seed = tf.constant([1, 2], tf.int64)
+    _, plain = crop_samples(example, seed, GlyphConfig())
+    crops, targets = crop_samples(example, seed, GlyphConfig(centre_offset=True))
+    plain, targets = plain.numpy(), targets.numpy()
+    assert plain.shape[1] == 2 and np.isnan(plain[:, 1]).all() and (plain[:, 0] >= 0).all()
+    assert crops.shape[0] == targets.shape[0] > plain.shape[0]  # the off-centre crops on top
+    learnt = np.isfinite(targets[:, 1])
+    assert learnt.any() and (np.abs(targets[learnt, 1]) <= 12).all()
+    assert crops.shape[1:] == (64, 40, 3)
+
+
+def test_the_glyph_loss_of_a_known_prediction():
+    loss = glyph_loss(num_classes=3, offset_weight=0.5)
+    targets = np.array([[2, 1.5], [-1, -0.5], [0, np.nan], [-1, np.nan]], np.float32)
+    outputs = np.zeros((4, 4), np.float32)
+    outputs[:, 3] = [0.0, 2.5, 9.0, 9.0]
+    got = np.asarray(loss(tf.constant(targets), tf.constant(outputs)))
+    # Even logits: log 3 per crop with a class. Offsets: error 1.5 -> 1.5 - 0.5 = 1.0 (linear past
+    # delta 1), error 3 -> 2.5; nothing where there is no offset to learn.
+    np.testing.assert_allclose(got, [np.log(3) + 0.5 * 1.0, 0.5 * 2.5, np.log(3), 0.0], rtol=1e-6)
+    outputs[1, 3] = -0.1  # error 0.4: squared under delta
+    np.testing.assert_allclose(np.asarray(loss(tf.constant(targets), tf.constant(outputs)))[1], 0.5 * 0.5 * 0.16, rtol=1e-5)
+    # A reader without offsets: the cross-entropy alone.
+    plain = np.asarray(glyph_loss(3, 0.5)(tf.constant(targets), tf.constant(outputs[:, :3])))
+    np.testing.assert_allclose(plain, [np.log(3), 0.0, np.log(3), 0.0], rtol=1e-6)
+
+
+def test_merged_keeps_the_preferred_of_glyphs_whose_centres_meet():
+    centres = np.array([10.0, 12.5, 16.0, 40.0])
+    assert merged([0, 1, 2, 3], centres, 4.0) == [0, 2, 3]
+    assert merged([1, 0, 2, 3], centres, 4.0) == [1, 3]  # 16 is 3.5 from 12.5: the same glyph
+    assert merged([1, 0, 2, 3], centres, 0.0) == [1, 0, 2, 3]
+
+
+def with_offsets(probs: np.ndarray, offsets: list[float]) -> np.ndarray:
+    return np.concatenate([probs, np.asarray(offsets, np.float32)[:, None]], 1)
+
+
+def test_centre_offsets_merge_a_doubled_box_and_keep_a_packed_pair():
+    gcfg = GlyphConfig(centre_offset=True, merge_distance=4.0)
+    # Crops at columns 20, 25 (the 1 at 20, boxed twice), 60, 66 (two 1s packed 6 apart), 100.
+    columns = np.array([20, 25, 60, 66, 100])
+    probs = with_offsets(one_hot_probs("11117"), [0.5, -4.0, 0.0, 0.5, 0.0])
+    probs[1, NONE], probs[1, CHARSET.index("1")] = 0.2, 0.8  # the doubled box is the less sure one
+    proposal = proposal_of(5)
+    assert refine(proposal, probs, gcfg, (), columns=columns).text == "1117"
+    kept = refine(proposal, probs, gcfg, (), columns=columns)
+    assert [g.box for g in kept.glyphs] == [proposal.glyphs[k].box for k in (0, 2, 3, 4)]
+    # Without columns nothing says where the glyphs are: every kept crop is a glyph.
+    assert refine(proposal, probs, gcfg, ()).text == "11117"
+    # A known length counts the merged glyphs.
+    assert refine(proposal, probs, gcfg, (), length=4, columns=columns).text == "1117"
+    # A reader without offsets reads the same crops without the last column.
+    assert refine(proposal, probs[:, :-1], GlyphConfig(), (), columns=columns).text == "11117"
+
+
+def test_a_second_look_with_offsets_finds_a_new_glyph_but_not_one_already_kept():
+    gcfg = GlyphConfig(centre_offset=True, relook_step=3, relook_steps=1, merge_distance=4.0)
+    table = np.zeros((160, NONE + 2), np.float32)
+    table[:, NONE] = 1.0
+    for column, char, offset in ((20, "4", 0.0), (43, "7", 3.0), (50, "7", -4.0), (83, "2", 0.0)):
+        table[column, :NONE + 1] = one_hot_probs(char)[0]
+        table[column, -1] = offset
+    # Boxes at 20 (the 4), 40 (its +3 look reads a 7 centred at 46: new), 53 (its -3 look reads a
+    # 7 centred at 46 again: the same glyph) and 83 (the 2).
+    boxes = [(c - 9.0, 5.0, c + 9.0, 50.0) for c in (20, 40, 53, 83)]
+    proposal = Reading("", 0.0, tuple(Glyph("x", 0.5, b) for b in boxes))
+    found = [(proposal, None)]
+    columns, probs, seconds = look_twice(np.zeros((1, 64, 160, 3), np.uint8), found, [(160, 64)], gcfg,
+                                         column_reader(table))
+    reading = refine(proposal, probs[0], gcfg, (), columns=columns[0], second=seconds[0])
+    assert reading.text == "472"
+    assert [g.box[0] for g in reading.glyphs] == [11.0, 31.0, 74.0]
+
+
+def test_a_reader_with_centre_offsets_serves_probabilities_and_the_offset():
+    gcfg = GlyphConfig(centre_offset=True)
+    reader = build_glyph_reader(gcfg)
+    assert reader.output_shape == (None, NONE + 2)
+    serving = serving_glyph_reader(reader, gcfg)
+    image = np.random.default_rng(0).uniform(0, 255, (2, 60, 160, 3)).astype(np.float32)
+    out = np.asarray(serving([image, np.array([[20, 80, 120], [5, 60, 159]], np.int32)]))
+    assert out.shape == (2, 3, NONE + 2)
+    np.testing.assert_allclose(out[..., :NONE + 1].sum(-1), 1.0, rtol=1e-5)
+    from kdetect.detector.preprocess import preprocess
+
+    crops = np.asarray(crop_columns(preprocess(image, gcfg), np.array([[20, 80, 120], [5, 60, 159]]), 40))
+    raw = np.asarray(reader(crops.reshape(6, 64, 40, 3))).reshape(2, 3, NONE + 2)
+    np.testing.assert_allclose(out[..., -1], raw[..., -1], rtol=1e-4, atol=1e-4)  # the offset, untouched
+
+
+def test_glyph_config_bounds_its_merging():
+    from kdetect.errors import ConfigError
+
+    assert GlyphConfig(centre_offset=True).num_outputs == NONE + 2 and GlyphConfig().num_outputs == NONE + 1
+    for bad in ({"merge_distance": -1}, {"proposal_nms_iou": 0.0}, {"proposal_nms_iou": 1.5}, {"centre_offset": 1}):
         with pytest.raises(ConfigError):
             GlyphConfig.from_dict(bad)

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from kdetect.detector.decode import decode_batch, proposal_batch, score_floor
-from kdetect.glyphs.decode import look_twice, refine
+from kdetect.glyphs.decode import look_twice, proposing_config, refine
 from kdetect.package import load_glyph_reader, load_package
 from kdetect.readings import Reading
 from kdetect.serving.reader import Reader, glyph_inference, inference
@@ -24,8 +24,7 @@ class DetectorReader(Reader):
         self.glyph_config = glyphs[1] if glyphs else None
         if glyphs:
             self._read_glyphs = glyph_inference(*glyphs, self.model_dir, self.backend)
-            self._proposing = dataclasses.replace(
-                self.config, score_threshold=min(self.config.score_threshold, self.glyph_config.proposal_threshold))
+            self._proposing = proposing_config(self.config, self.glyph_config)
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int], length: int | None = None) -> list[Reading]:
         sizes = [size] * len(images)

@@ -3,7 +3,9 @@
 Per captcha: one crop near every glyph's centre (jittered as the detector's boxes are), one
 at every midpoint of two neighbours (where a doubled box sits) and a few anywhere. A crop is
 labelled with the glyph whose centre it is near, "no glyph" when it is far from every centre,
-and left out in between, where either answer would be a fair one.
+and no class in between, where either answer would be a fair one. A reader with centre offsets
+also reads one crop up to OFF_PX off every glyph, and learns from each crop near a glyph how far
+that glyph's centre lies from the crop's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from kdetect.glyphs.model import crop_columns
 NEAR, NEAR_PX = 0.15, 3.0
 FAR, FAR_PX = 0.35, 7.0
 RANDOM_CROPS = 3
+# The offset is learnt where the nearest glyph's centre lies within OFFSET_RANGE px and
+# OFFSET_MARGIN px nearer than the next one (halfway between two, either would be a fair answer).
+OFFSET_RANGE, OFFSET_MARGIN = 12.0, 2.0
+OFF_PX = 10.0
 
 
 def label_positions(positions: tf.Tensor, centres: tf.Tensor, widths: tf.Tensor, labels: tf.Tensor,
@@ -36,8 +42,20 @@ def label_positions(positions: tf.Tensor, centres: tf.Tensor, widths: tf.Tensor,
     return tf.where(tf.reduce_any(near, 1), glyph, tf.where(far, none_class, -1))
 
 
+def offset_targets(positions: tf.Tensor, centres: tf.Tensor) -> tf.Tensor:
+    """Crop centres [P], glyph centres [N] -> how far the nearest glyph's centre lies from each
+    crop's, in px [P]; NaN where no glyph is near enough, or two are about as near."""
+    signed = tf.concat([centres, [-1e9, -1e9]], 0)[None, :] - positions[:, None]  # [P, N + 2]
+    nearest, second = tf.unstack(-tf.math.top_k(-tf.abs(signed), 2).values, axis=1)
+    offset = tf.gather(signed, tf.argmin(tf.abs(signed), 1, output_type=tf.int32), batch_dims=1)
+    learnt = (nearest <= OFFSET_RANGE) & (second - nearest >= OFFSET_MARGIN)
+    return tf.where(learnt, offset, float("nan"))
+
+
 def crop_samples(example: dict, seed: tf.Tensor, cfg: GlyphConfig) -> tuple[tf.Tensor, tf.Tensor]:
-    """One decoded captcha -> (crops [P, H, crop_width, 3], labels [P]), ambiguous crops left out."""
+    """One decoded captcha -> (crops [P, H, crop_width, 3], targets [P, 2]: class (-1: none to
+    learn), offset in columns (NaN: none to learn, and always without cfg.centre_offset)), crops
+    with nothing to learn left out."""
     hw = tf.cast(tf.shape(example["image"])[:2], tf.float32)
     image = preprocess(example["image"], cfg)
     sx = cfg.input_width / hw[1]
@@ -50,12 +68,18 @@ def crop_samples(example: dict, seed: tf.Tensor, cfg: GlyphConfig) -> tuple[tf.T
     ordered = tf.sort(centres)
     mids = (ordered[1:] + ordered[:-1]) / 2 + tf.random.stateless_uniform([tf.maximum(n - 1, 0)], seeds[1], -1.0, 1.0)
     anywhere = tf.random.stateless_uniform([RANDOM_CROPS], seeds[2], 0.0, float(cfg.input_width))
-    positions = tf.round(tf.concat([near, mids, anywhere], 0))
+    positions = [near, mids, anywhere]
+    if cfg.centre_offset:
+        off = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(seed, 3), -OFF_PX, OFF_PX)
+        positions.append(centres + off)
+    positions = tf.round(tf.concat(positions, 0))
     labels = label_positions(positions, centres, widths, example["labels"], len(cfg.charset))
-    keep = labels >= 0
-    positions, labels = tf.boolean_mask(positions, keep), tf.boolean_mask(labels, keep)
+    offsets = offset_targets(positions, centres) if cfg.centre_offset else tf.fill(tf.shape(positions), float("nan"))
+    keep = (labels >= 0) | tf.math.is_finite(offsets)
+    targets = tf.stack([tf.cast(labels, tf.float32), offsets], 1)
+    positions, targets = tf.boolean_mask(positions, keep), tf.boolean_mask(targets, keep)
     crops = crop_columns(image[None], tf.cast(positions, tf.int32)[None], cfg.crop_width)[0]
-    return crops, labels
+    return crops, targets
 
 
 def crop_dataset(examples: tf.data.Dataset, cfg: GlyphConfig, seed: int, batch_size: int,

@@ -13,10 +13,12 @@ import numpy as np
 import tensorflow as tf
 
 from kdetect.configio import JsonConfig
+from kdetect.errors import ConfigError
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
 from kdetect.fsutil import check_replaceable, write_atomic
 from kdetect.glyphs.config import GlyphConfig
+from kdetect.glyphs.loss import glyph_loss
 from kdetect.glyphs.model import build_glyph_reader
 from kdetect.glyphs.samples import crop_dataset
 from kdetect.glyphs.tune import tune_glyph_thresholds
@@ -44,6 +46,11 @@ class GlyphTrainConfig(JsonConfig):
     seed: int = 0
     augment: float = 0.3
     ema_decay: float = 0.999
+    # How much the centre offset's Huber loss (in columns) counts beside the cross-entropy.
+    offset_weight: float = 0.1
+    # A package with a glyph reader to start from: its layers start this reader's layers of the
+    # same name and shape (a reader given centre offsets keeps what the old one learnt to read).
+    init_from: str | None = None
     # A detector package to pair the reader with: the run then writes out_dir/model, a two-stage
     # package (kdetect.training.packaging.attach_glyph_reader). None: the reader's weights only.
     detector: str | None = None
@@ -55,19 +62,54 @@ class GlyphTrainConfig(JsonConfig):
 
     def validate(self) -> None:
         check_recipe(self)
+        if not 0.0 <= self.offset_weight <= 10.0:
+            raise ConfigError(f"offset_weight must lie between 0 and 10, not {self.offset_weight}")
 
 
 def validation_crops(tc: GlyphTrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out captchas' crops, the same ones every epoch."""
+    """The held-out captchas' crops and their targets (class, offset), the same ones every epoch."""
     ds = crop_dataset(read_dataset(tc.val_data).take(tc.val_images), tc.glyphs, seed=12345, batch_size=512,
                       shuffle=1, whole_batches=False)
-    crops, labels = zip(*ds.as_numpy_iterator())
-    return np.concatenate(crops), np.concatenate(labels)
+    crops, targets = zip(*ds.as_numpy_iterator())
+    return np.concatenate(crops), np.concatenate(targets)
 
 
-def crop_accuracy(reader: keras.Model, crops: np.ndarray, labels: np.ndarray) -> float:
-    logits = reader.predict(crops, batch_size=1024, verbose=0)
-    return float(np.mean(logits.argmax(-1) == labels))
+def crop_accuracy(reader: keras.Model, crops: np.ndarray, targets: np.ndarray) -> float:
+    """The share of the crops with a class whose class the reader reads right."""
+    outputs = reader.predict(crops, batch_size=1024, verbose=0)
+    labels = targets[:, 0]
+    has_class = labels >= 0
+    return float(np.mean(outputs[has_class, :reader_classes(reader)].argmax(-1) == labels[has_class]))
+
+
+def offset_error(reader: keras.Model, crops: np.ndarray, targets: np.ndarray) -> float | None:
+    """The median error of the centre offsets, in columns, where the crops have one (None without)."""
+    outputs = reader.predict(crops, batch_size=1024, verbose=0)
+    has_offset = np.isfinite(targets[:, 1])
+    if outputs.shape[-1] == reader_classes(reader) or not has_offset.any():
+        return None
+    return float(np.median(np.abs(outputs[has_offset, -1] - targets[has_offset, 1])))
+
+
+def reader_classes(reader: keras.Model) -> int:
+    return reader.get_layer("g_logits").units
+
+
+def start_from(reader: keras.Model, package: str) -> None:
+    """Set reader's layers from the glyph reader of `package` where name and shapes agree."""
+    from kdetect.package import load_glyph_reader
+
+    found = load_glyph_reader(package)
+    if found is None:
+        raise ConfigError(f"init_from {package} has no glyph reader ({GLYPH_CONFIG}): name a two-stage package")
+    for layer in found[0].layers:
+        weights = layer.get_weights()
+        try:
+            own = reader.get_layer(layer.name)
+        except ValueError:
+            continue
+        if weights and [w.shape for w in own.get_weights()] == [w.shape for w in weights]:
+            own.set_weights(weights)
 
 
 class GlyphKind:
@@ -79,7 +121,9 @@ class GlyphKind:
 
     def build(self, optimizer: keras.optimizers.Optimizer) -> tuple[keras.Model, keras.Model]:
         reader = build_glyph_reader(self.tc.glyphs)
-        reader.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if self.tc.init_from:
+            start_from(reader, self.tc.init_from)
+        reader.compile(optimizer=optimizer, loss=glyph_loss(self.tc.glyphs.num_classes, self.tc.offset_weight))
         return reader, reader
 
     def dataset(self) -> tf.data.Dataset:
@@ -112,6 +156,10 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
                "val_data": tc.val_data, "val_crops": len(val_labels),
                "val_crop_accuracy": crop_accuracy(reader, val_crops, val_labels),
                "seed": tc.seed, **run}
+    if tc.glyphs.centre_offset:
+        summary["val_offset_error"] = offset_error(reader, val_crops, val_labels)
+    if tc.init_from:
+        summary["init_from"] = tc.init_from
     if tc.detector:
         gcfg, accuracy = tuned_thresholds(tc, reader)
         summary.update(val_images=tc.val_images, val_string_accuracy=accuracy,
