@@ -374,3 +374,34 @@ def test_glyph_config_bounds_its_merging():
     for bad in ({"merge_distance": -1}, {"proposal_nms_iou": 0.0}, {"proposal_nms_iou": 1.5}, {"centre_offset": 1}):
         with pytest.raises(ConfigError):
             GlyphConfig.from_dict(bad)
+
+
+def test_crops_read_right_needs_the_class_and_a_close_offset():
+    from kdetect.training.glyphs import crop_accuracy, crops_read_right
+
+    reader = build_glyph_reader(GlyphConfig(centre_offset=True))
+    for layer in reader.layers:  # a reader that reads every crop as class 2, its glyph 2 columns right
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    logits_bias = np.zeros(NONE + 1, np.float32)
+    logits_bias[2] = 5.0
+    reader.get_layer("g_logits").set_weights([np.zeros((128, NONE + 1), np.float32), logits_bias])
+    kernel, _ = reader.get_layer("g_offset").get_weights()
+    reader.get_layer("g_offset").set_weights([kernel, np.array([0.25], np.float32)])  # x 8 columns
+    crops = np.zeros((5, 64, 40, 3), np.float32)
+    targets = np.array([[2, 1.0], [2, 4.0], [3, np.nan], [-1, 2.5], [2, np.nan]], np.float32)
+    # 1 column off: right; 2 off: wrong; class 3: wrong; no class and 0.5 off: right; class 2: right.
+    assert crops_read_right(reader, crops, targets) == pytest.approx(3 / 5)
+    assert crop_accuracy(reader, crops, targets) == pytest.approx(3 / 4)  # the crops with a class
+
+
+def test_offset_only_training_needs_a_reader_with_offsets_to_start_from():
+    from kdetect.errors import ConfigError
+    from kdetect.training.glyphs import GlyphTrainConfig
+
+    paths = {"train_data": "t", "val_data": "v", "out_dir": "o"}
+    with pytest.raises(ConfigError, match="offset_only"):
+        GlyphTrainConfig.from_dict({**paths, "offset_only": True, "init_from": "pkg"})
+    with pytest.raises(ConfigError, match="offset_only"):
+        GlyphTrainConfig.from_dict({**paths, "offset_only": True, "glyphs": {"centre_offset": True}})
+    assert GlyphTrainConfig.from_dict({**paths, "offset_only": True, "init_from": "pkg",
+                                       "glyphs": {"centre_offset": True}}).offset_only

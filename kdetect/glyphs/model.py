@@ -77,15 +77,26 @@ def build_glyph_reader(cfg: GlyphConfig) -> keras.Model:
     for i, filters in enumerate((24, 48, 96)):
         x = layers.LeakyReLU(0.1)(layers.Conv2D(filters, 3, padding="same", name=f"g{i + 1}")(x))
         x = layers.MaxPooling2D(2)(x)
+        if i == 1:
+            fine = x  # every 4th column: where a glyph sits, before the deeper layers blur it
     x = layers.LeakyReLU(0.1)(layers.Conv2D(128, 3, padding="same", name="g4")(x))
     # Flattened, not pooled: where a stroke sits relative to the centre is the point.
     x = layers.Flatten()(x)
     x = layers.LeakyReLU(0.1)(layers.Dense(128, name="g_dense")(x))
     logits = layers.Dense(cfg.num_classes, name="g_logits")(x)
     if cfg.centre_offset:
-        offset = layers.Rescaling(OFFSET_UNIT, name="g_offset_columns")(layers.Dense(1, name="g_offset")(x))
-        logits = layers.Concatenate(name="g_outputs")([logits, offset])
+        logits = layers.Concatenate(name="g_outputs")([logits, centre_offset(fine, x)])
     return keras.Model(crops, logits, name="glyph_reader")
+
+
+def centre_offset(fine, features):
+    """The offset head: the class head learns to read a glyph the same a few columns either way,
+    so where it lies comes from the finer layer too, as a profile along the columns."""
+    f = layers.LeakyReLU(0.1)(layers.Conv2D(32, 3, padding="same", name="g_offset_conv")(fine))
+    profile = layers.Flatten()(layers.MaxPooling2D((f.shape[1], 1), name="g_offset_profile")(f))
+    h = layers.Concatenate()([features, profile])
+    h = layers.LeakyReLU(0.1)(layers.Dense(64, name="g_offset_dense")(h))
+    return layers.Rescaling(OFFSET_UNIT, name="g_offset_columns")(layers.Dense(1, name="g_offset")(h))
 
 
 def serving_glyph_reader(reader: keras.Model, cfg: GlyphConfig, dtype: str = "float32") -> keras.Model:

@@ -27,6 +27,11 @@ from kdetect.training.loop import check_recipe, run_training
 from kdetect.training.packaging import attach_glyph_reader
 
 
+# A centre offset within this many columns counts as read right (glyphs boxed twice lie 3 to 6
+# columns apart; two packed glyphs 6 or more).
+OFFSET_TOLERANCE = 1.5
+
+
 @dataclass(frozen=True)
 class GlyphTrainConfig(JsonConfig):
     what = "glyph reader training config"
@@ -48,6 +53,9 @@ class GlyphTrainConfig(JsonConfig):
     ema_decay: float = 0.999
     # How much the centre offset's Huber loss (in columns) counts beside the cross-entropy.
     offset_weight: float = 0.1
+    # Train the centre offset head alone, on the reader init_from gives, left as it is: the
+    # offsets then cost the reader nothing of what it reads.
+    offset_only: bool = False
     # A package with a glyph reader to start from: its layers start this reader's layers of the
     # same name and shape (a reader given centre offsets keeps what the old one learnt to read).
     init_from: str | None = None
@@ -62,6 +70,9 @@ class GlyphTrainConfig(JsonConfig):
 
     def validate(self) -> None:
         check_recipe(self)
+        if self.offset_only and not (self.glyphs.centre_offset and self.init_from):
+            raise ConfigError("offset_only trains the centre offset head of the reader init_from names: "
+                              "set glyphs.centre_offset to true and init_from to a two-stage package")
         if not 0.0 <= self.offset_weight <= 10.0:
             raise ConfigError(f"offset_weight must lie between 0 and 10, not {self.offset_weight}")
 
@@ -80,6 +91,18 @@ def crop_accuracy(reader: keras.Model, crops: np.ndarray, targets: np.ndarray) -
     labels = targets[:, 0]
     has_class = labels >= 0
     return float(np.mean(outputs[has_class, :reader_classes(reader)].argmax(-1) == labels[has_class]))
+
+
+def crops_read_right(reader: keras.Model, crops: np.ndarray, targets: np.ndarray) -> float:
+    """The share of the crops read right: the class where a crop has one, and with centre
+    offsets the offset within OFFSET_TOLERANCE columns where it has one. Runs are kept by it."""
+    outputs = reader.predict(crops, batch_size=1024, verbose=0)
+    labels, classes = targets[:, 0], reader_classes(reader)
+    right = (labels < 0) | (outputs[:, :classes].argmax(-1) == labels)
+    if outputs.shape[-1] > classes:
+        offsets = np.nan_to_num(targets[:, 1], nan=0.0)
+        right &= ~np.isfinite(targets[:, 1]) | (np.abs(outputs[:, -1] - offsets) <= OFFSET_TOLERANCE)
+    return float(np.mean(right))
 
 
 def offset_error(reader: keras.Model, crops: np.ndarray, targets: np.ndarray) -> float | None:
@@ -123,6 +146,9 @@ class GlyphKind:
         reader = build_glyph_reader(self.tc.glyphs)
         if self.tc.init_from:
             start_from(reader, self.tc.init_from)
+        if self.tc.offset_only:
+            for layer in reader.layers:
+                layer.trainable = layer.name.startswith("g_offset")
         reader.compile(optimizer=optimizer, loss=glyph_loss(self.tc.glyphs.num_classes, self.tc.offset_weight))
         return reader, reader
 
@@ -133,7 +159,7 @@ class GlyphKind:
         return crop_dataset(examples, self.tc.glyphs, self.tc.seed, self.tc.batch_size)
 
     def accuracy(self, network: keras.Model) -> float:
-        return crop_accuracy(network, self.val_crops, self.val_labels)
+        return crops_read_right(network, self.val_crops, self.val_labels)
 
 
 def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: None, verbose: int = 1,
@@ -155,6 +181,7 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
     summary = {"train_data": tc.train_data, "train_images": manifest["images"], "train_seed": manifest["seed"],
                "val_data": tc.val_data, "val_crops": len(val_labels),
                "val_crop_accuracy": crop_accuracy(reader, val_crops, val_labels),
+               "val_crops_read_right": crops_read_right(reader, val_crops, val_labels),
                "seed": tc.seed, **run}
     if tc.glyphs.centre_offset:
         summary["val_offset_error"] = offset_error(reader, val_crops, val_labels)
