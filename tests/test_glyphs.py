@@ -377,7 +377,7 @@ def test_glyph_config_bounds_its_merging():
 
 
 def test_crops_read_right_needs_the_class_and_a_close_offset():
-    from kdetect.training.glyphs import crop_accuracy, crops_read_right
+    from kdetect.training.glyphs import crop_scores
 
     reader = build_glyph_reader(GlyphConfig(centre_offset=True))
     for layer in reader.layers:  # a reader that reads every crop as class 2, its glyph 2 columns right
@@ -390,8 +390,9 @@ def test_crops_read_right_needs_the_class_and_a_close_offset():
     crops = np.zeros((5, 64, 40, 3), np.float32)
     targets = np.array([[2, 1.0], [2, 4.0], [3, np.nan], [-1, 2.5], [2, np.nan]], np.float32)
     # 1 column off: right; 2 off: wrong; class 3: wrong; no class and 0.5 off: right; class 2: right.
-    assert crops_read_right(reader, crops, targets) == pytest.approx(3 / 5)
-    assert crop_accuracy(reader, crops, targets) == pytest.approx(3 / 4)  # the crops with a class
+    scores = crop_scores(reader, crops, targets, NONE + 1)
+    assert scores["read_right"] == pytest.approx(3 / 5)
+    assert scores["crop_accuracy"] == pytest.approx(3 / 4)  # the crops with a class
 
 
 def test_offset_only_training_needs_a_reader_with_offsets_to_start_from():

@@ -446,8 +446,8 @@ export function refine(proposal, probs, meta, { guessAlphabet: guess = true, len
     kept = placed;
   }
   if (merging && answerLength === null) kept = merged([...kept].sort((a, b) => none(a) - none(b)), centres, g.merge_distance);
-  // Left to right: by where each glyph is, where the reader says so, else by proposal.
-  kept = [...kept].sort((a, b) => (centres ? centres[a] - centres[b] : 0) || a - b);
+  // Left to right by where each glyph is (without columns, kept is in proposal order).
+  if (centres) kept = [...kept].sort((a, b) => centres[a] - centres[b] || a - b);
   const rows = kept.map((k) => all[k].slice(0, C));
   let symbols = null;
   if (guess && meta.alphabets && meta.alphabets.length > 0 && rows.length > 0) {

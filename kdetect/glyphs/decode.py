@@ -170,8 +170,8 @@ def refine(proposal: Reading, probs: np.ndarray, gcfg: GlyphConfig, alphabets: t
         kept = np.asarray(placed, int)
     if offsets is not None and centres is not None and length is None:
         kept = np.asarray(merged(sorted(kept.tolist(), key=lambda k: probs[k, -1]), centres, gcfg.merge_distance), int)
-    # Left to right: by where each glyph is, where the reader says so, else by proposal.
-    kept = np.asarray(sorted(kept.tolist(), key=lambda k: (centres[k], k) if centres is not None else (k, k)), int)
+    if centres is not None:  # left to right by where each glyph is (else kept is in proposal order)
+        kept = np.asarray(sorted(kept.tolist(), key=lambda k: (centres[k], k)), int)
     chars = probs[kept, :-1]
     if symbols is None and guess and alphabets and len(kept):
         symbols = guess_alphabet(chars, alphabets, gcfg.charset)

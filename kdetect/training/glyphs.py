@@ -85,37 +85,24 @@ def validation_crops(tc: GlyphTrainConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(crops), np.concatenate(targets)
 
 
-def crop_accuracy(reader: keras.Model, crops: np.ndarray, targets: np.ndarray) -> float:
-    """The share of the crops with a class whose class the reader reads right."""
+def crop_scores(reader: keras.Model, crops: np.ndarray, targets: np.ndarray, num_classes: int) -> dict:
+    """The reader's scores on crops and their targets (class, offset), from one pass over them:
+    - crop_accuracy: the share of the crops with a class whose class it reads right;
+    - read_right: the share read right, the class where a crop has one and with centre offsets
+      the offset within OFFSET_TOLERANCE columns where it has one (runs are kept by it);
+    - offset_error: with centre offsets, the median offset error in columns, else None."""
     outputs = reader.predict(crops, batch_size=1024, verbose=0)
     labels = targets[:, 0]
-    has_class = labels >= 0
-    return float(np.mean(outputs[has_class, :reader_classes(reader)].argmax(-1) == labels[has_class]))
-
-
-def crops_read_right(reader: keras.Model, crops: np.ndarray, targets: np.ndarray) -> float:
-    """The share of the crops read right: the class where a crop has one, and with centre
-    offsets the offset within OFFSET_TOLERANCE columns where it has one. Runs are kept by it."""
-    outputs = reader.predict(crops, batch_size=1024, verbose=0)
-    labels, classes = targets[:, 0], reader_classes(reader)
-    right = (labels < 0) | (outputs[:, :classes].argmax(-1) == labels)
-    if outputs.shape[-1] > classes:
-        offsets = np.nan_to_num(targets[:, 1], nan=0.0)
-        right &= ~np.isfinite(targets[:, 1]) | (np.abs(outputs[:, -1] - offsets) <= OFFSET_TOLERANCE)
-    return float(np.mean(right))
-
-
-def offset_error(reader: keras.Model, crops: np.ndarray, targets: np.ndarray) -> float | None:
-    """The median error of the centre offsets, in columns, where the crops have one (None without)."""
-    outputs = reader.predict(crops, batch_size=1024, verbose=0)
-    has_offset = np.isfinite(targets[:, 1])
-    if outputs.shape[-1] == reader_classes(reader) or not has_offset.any():
-        return None
-    return float(np.median(np.abs(outputs[has_offset, -1] - targets[has_offset, 1])))
-
-
-def reader_classes(reader: keras.Model) -> int:
-    return reader.get_layer("g_logits").units
+    has_class, has_offset = labels >= 0, np.isfinite(targets[:, 1])
+    class_right = outputs[:, :num_classes].argmax(-1) == labels
+    right = ~has_class | class_right
+    error = None
+    if outputs.shape[-1] > num_classes:
+        errors = np.abs(outputs[:, -1] - np.nan_to_num(targets[:, 1], nan=0.0))
+        right &= ~has_offset | (errors <= OFFSET_TOLERANCE)
+        error = float(np.median(errors[has_offset])) if has_offset.any() else None
+    return {"crop_accuracy": float(np.mean(class_right[has_class])), "read_right": float(np.mean(right)),
+            "offset_error": error}
 
 
 def start_from(reader: keras.Model, package: str) -> None:
@@ -159,7 +146,7 @@ class GlyphKind:
         return crop_dataset(examples, self.tc.glyphs, self.tc.seed, self.tc.batch_size)
 
     def accuracy(self, network: keras.Model) -> float:
-        return crops_read_right(network, self.val_crops, self.val_labels)
+        return crop_scores(network, self.val_crops, self.val_labels, self.tc.glyphs.num_classes)["read_right"]
 
 
 def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: None, verbose: int = 1,
@@ -180,11 +167,11 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
     best = out / GLYPH_WEIGHTS
     summary = {"train_data": tc.train_data, "train_images": manifest["images"], "train_seed": manifest["seed"],
                "val_data": tc.val_data, "val_crops": len(val_labels),
-               "val_crop_accuracy": crop_accuracy(reader, val_crops, val_labels),
-               "val_crops_read_right": crops_read_right(reader, val_crops, val_labels),
                "seed": tc.seed, **run}
+    scores = crop_scores(reader, val_crops, val_labels, tc.glyphs.num_classes)
+    summary.update(val_crop_accuracy=scores["crop_accuracy"], val_crops_read_right=scores["read_right"])
     if tc.glyphs.centre_offset:
-        summary["val_offset_error"] = offset_error(reader, val_crops, val_labels)
+        summary["val_offset_error"] = scores["offset_error"]
     if tc.init_from:
         summary["init_from"] = tc.init_from
     if tc.detector:
