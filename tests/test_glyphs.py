@@ -46,6 +46,29 @@ def test_crop_labels_near_a_centre_far_from_all_and_ambiguous_between():
     assert empty.tolist() == [NONE] * 6
 
 
+def test_a_tightly_centred_reader_calls_a_crop_a_few_columns_off_no_glyph():
+    centres, widths = tf.constant([20.0, 27.0]), tf.constant([20.0, 20.0])  # two 1s packed 7 px apart
+    positions = tf.constant([20.0, 22.0, 23.0, 27.0, 31.0, 24.0, 33.0])
+    loose = label_positions(positions, centres, widths, tf.constant([1, 1]), NONE).numpy()
+    tight = label_positions(positions, centres, widths, tf.constant([1, 1]), NONE, centring=0.6).numpy()
+    # At 1, near is 3 px and far 7: every crop between the two reads as a 1, and 4 or 6 px right
+    # of the second is ambiguous. At 0.6, near is 1.8 px and far 4.2: 2 or 3 px off is no longer
+    # the glyph, and 6 px off the second (4 px is ambiguous still) reads "no glyph".
+    assert loose.tolist() == [1, 1, 1, 1, -1, 1, -1]
+    assert tight.tolist() == [1, -1, -1, 1, -1, -1, NONE]
+
+
+def test_crops_for_a_tightly_centred_reader_include_crops_beside_each_glyph():
+    example = {"image": tf.zeros((60, 160, 3), tf.uint8), "labels": tf.constant([3, 5]),
+               "boxes": tf.constant([[20.0, 5.0, 36.0, 50.0], [80.0, 5.0, 100.0, 50.0]])}
+    seed = tf.constant([1, 2], tf.int64)
+    crops, tight = crop_samples(example, seed, GlyphConfig(centring=0.5))
+    tight = tight.numpy()[:, 0]
+    # One crop near each glyph, one between them, three anywhere (all far from both at this
+    # seed), and one beside each glyph: 3 to 8 px off, beyond far (3.5 px here), "no glyph".
+    assert crops.shape[0] == 8 and sorted(tight.tolist()) == [3, 5] + [NONE] * 6
+
+
 def one_hot_probs(chars: str, rejected: set[int] = frozenset(), confusion: dict[int, str] | None = None) -> np.ndarray:
     """Probabilities [K, C + 1]: glyph k is chars[k] at 0.9, or "no glyph" at 0.9 if k is rejected;
     confusion {k: other} puts 0.45 on chars[k] and 0.55 on other."""
@@ -371,7 +394,8 @@ def test_glyph_config_bounds_its_merging():
     from kdetect.errors import ConfigError
 
     assert GlyphConfig(centre_offset=True).num_outputs == NONE + 2 and GlyphConfig().num_outputs == NONE + 1
-    for bad in ({"merge_distance": -1}, {"proposal_nms_iou": 0.0}, {"proposal_nms_iou": 1.5}, {"centre_offset": 1}):
+    for bad in ({"merge_distance": -1}, {"proposal_nms_iou": 0.0}, {"proposal_nms_iou": 1.5}, {"centre_offset": 1},
+                {"centring": 0.1}, {"centring": 5}):
         with pytest.raises(ConfigError):
             GlyphConfig.from_dict(bad)
 

@@ -51,6 +51,12 @@ class GlyphConfig(JsonConfig):
     # A looser one lets packed pairs through; with centre offsets the doubled boxes it also lets
     # through are merged again.
     proposal_nms_iou: float | None = None
+    # How tightly a crop must sit on its glyph to read as it: the label distances of training
+    # (kdetect/glyphs/samples.py) times this. At 1 a crop up to ~5 columns off a narrow glyph
+    # still reads as it, which forgives a detector box that is off; under 1 the reader says "no
+    # glyph" a few columns off every glyph, so it drops the doubled boxes a looser proposal NMS
+    # lets through and keeps two packed 1s 6 columns apart as two.
+    centring: float = 1.0
 
     @property
     def relook_offsets(self) -> list[int]:
@@ -89,6 +95,8 @@ class GlyphConfig(JsonConfig):
             raise ConfigError(f"relook_separation must lie between 0 and the input width, not {self.relook_separation}")
         if not 0.0 <= self.merge_distance <= self.crop_width:
             raise ConfigError(f"merge_distance must lie between 0 and the crop width, not {self.merge_distance}")
+        if not 0.3 <= self.centring <= 2.0:
+            raise ConfigError(f"centring must lie between 0.3 and 2, not {self.centring}")
         if self.proposal_nms_iou is not None and not 0.0 < self.proposal_nms_iou <= 1.0:
             raise ConfigError(f"proposal_nms_iou must lie in (0, 1] or be null, not {self.proposal_nms_iou}")
         if len(set(self.charset)) != len(self.charset):

@@ -5,7 +5,9 @@ at every midpoint of two neighbours (where a doubled box sits) and a few anywher
 labelled with the glyph whose centre it is near, "no glyph" when it is far from every centre,
 and no class in between, where either answer would be a fair one. A reader with centre offsets
 also reads one crop up to OFF_PX off every glyph, and learns from each crop near a glyph how far
-that glyph's centre lies from the crop's.
+that glyph's centre lies from the crop's. A reader with centring under 1 (near and far both
+closer in) also reads one crop BESIDE_PX off each glyph, where it must learn "no glyph" or the
+packed neighbour.
 """
 
 from __future__ import annotations
@@ -26,20 +28,33 @@ RANDOM_CROPS = 3
 # OFFSET_MARGIN px nearer than the next one (halfway between two, either would be a fair answer).
 OFFSET_RANGE, OFFSET_MARGIN = 12.0, 2.0
 OFF_PX = 10.0
+BESIDE_PX = (3.0, 8.0)
 
 
 def label_positions(positions: tf.Tensor, centres: tf.Tensor, widths: tf.Tensor, labels: tf.Tensor,
-                    none_class: int) -> tf.Tensor:
+                    none_class: int, centring: float = 1.0) -> tf.Tensor:
     """Crop centres [P], glyph centres and widths [N], glyph classes [N] -> the crops' labels [P]:
-    a glyph class, none_class, or -1 for a crop too ambiguous to learn from."""
+    a glyph class, none_class, or -1 for a crop too ambiguous to learn from. centring scales
+    the near and far distances (GlyphConfig.centring)."""
     # A column for "no glyph at all", far from everything, so a captcha without boxes still works.
     offset = tf.abs(positions[:, None] - tf.concat([centres, [-1e9]], 0)[None, :])  # [P, N + 1] px
-    near = offset <= tf.concat([tf.maximum(NEAR * widths, NEAR_PX), [0.0]], 0)[None, :]
-    far = tf.reduce_all(offset >= tf.concat([tf.maximum(FAR * widths, FAR_PX), [0.0]], 0)[None, :], axis=1)
+    near_px, far_px = near_distance(widths, centring), far_distance(widths, centring)
+    near = offset <= tf.concat([near_px, [0.0]], 0)[None, :]
+    far = tf.reduce_all(offset >= tf.concat([far_px, [0.0]], 0)[None, :], axis=1)
     # The nearest glyph, for crops near one (two are near only in text packed tighter than NEAR_PX).
     nearest = tf.argmin(tf.where(near, offset, 1e12), 1, output_type=tf.int32)
     glyph = tf.gather(tf.concat([labels, [none_class]], 0), nearest)
     return tf.where(tf.reduce_any(near, 1), glyph, tf.where(far, none_class, -1))
+
+
+def near_distance(widths: tf.Tensor, centring: float = 1.0) -> tf.Tensor:
+    """Glyph widths [N] px -> how far off its centre a crop still reads as the glyph [N] px."""
+    return tf.maximum(NEAR * widths, NEAR_PX) * centring
+
+
+def far_distance(widths: tf.Tensor, centring: float = 1.0) -> tf.Tensor:
+    """Glyph widths [N] px -> how far off its centre a crop reads "no glyph" [N] px."""
+    return tf.maximum(FAR * widths, FAR_PX) * centring
 
 
 def offset_targets(positions: tf.Tensor, centres: tf.Tensor) -> tf.Tensor:
@@ -64,7 +79,7 @@ def crop_samples(example: dict, seed: tf.Tensor, cfg: GlyphConfig) -> tuple[tf.T
     widths = tf.maximum((boxes[:, 2] - boxes[:, 0]) * sx, 1.0)
     n = tf.shape(centres)[0]
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    near = centres + tf.random.stateless_uniform([n], seeds[0], -1.0, 1.0) * tf.maximum(NEAR * widths, NEAR_PX)
+    near = centres + tf.random.stateless_uniform([n], seeds[0], -1.0, 1.0) * near_distance(widths, cfg.centring)
     ordered = tf.sort(centres)
     mids = (ordered[1:] + ordered[:-1]) / 2 + tf.random.stateless_uniform([tf.maximum(n - 1, 0)], seeds[1], -1.0, 1.0)
     anywhere = tf.random.stateless_uniform([RANDOM_CROPS], seeds[2], 0.0, float(cfg.input_width))
@@ -72,8 +87,12 @@ def crop_samples(example: dict, seed: tf.Tensor, cfg: GlyphConfig) -> tuple[tf.T
     if cfg.centre_offset:
         off = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(seed, 3), -OFF_PX, OFF_PX)
         positions.append(centres + off)
+    if cfg.centring < 1.0:
+        beside_seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, 4), 2)
+        side = tf.sign(tf.random.stateless_uniform([n], beside_seeds[0], -1.0, 1.0))
+        positions.append(centres + side * tf.random.stateless_uniform([n], beside_seeds[1], *BESIDE_PX))
     positions = tf.round(tf.concat(positions, 0))
-    labels = label_positions(positions, centres, widths, example["labels"], len(cfg.charset))
+    labels = label_positions(positions, centres, widths, example["labels"], len(cfg.charset), cfg.centring)
     offsets = offset_targets(positions, centres) if cfg.centre_offset else tf.fill(tf.shape(positions), float("nan"))
     keep = (labels >= 0) | tf.math.is_finite(offsets)
     targets = tf.stack([tf.cast(labels, tf.float32), offsets], 1)
