@@ -5,7 +5,9 @@ frozen detector, or read test sets with it.
     python tools/centre_head.py train --package kdetect/models/default --train data/mixw \\
         --val data/mixw-val --out runs/centres-44 [--epochs 10 --steps 500]
     python tools/centre_head.py read --package kdetect/models/default --head runs/centres-44/head.npz \\
-        SET_DIR [SET_DIR ...]     (each holding preset folders with labels.tsv)
+        [--own-features] [--glyphs-from kdetect/models/default] SET_DIR [SET_DIR ...]
+        (each SET_DIR holding preset folders with labels.tsv; --glyphs-from: the head places the
+        glyphs, that package's glyph reader names them)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--distance", type=float, default=3.0)
     parser.add_argument("--show", type=int, default=0, help="list this many misreads per preset")
     parser.add_argument("--own-features", action="store_true", help="a column reader with its own features")
+    parser.add_argument("--glyphs-from", help="a two-stage package whose glyph reader names the glyphs the head places")
     args = parser.parse_intermixed_args()
     if args.action == "train":
         centres.train_centre_head(args.package, args.train, args.val, args.out, epochs=args.epochs,
@@ -48,14 +51,20 @@ def main() -> None:
     detector, cfg = load_package(args.package)
     head = centres.column_reader(cfg) if args.own_features else centres.centre_head(detector, cfg)
     centres.load_head(head, args.head)
+    glyph_reader, crop_width = None, 40
+    if args.glyphs_from:
+        from kdetect.package import load_glyph_reader
+
+        glyph_reader, gcfg = load_glyph_reader(args.glyphs_from)
+        crop_width = gcfg.crop_width
     for folder in args.sets:
         cells = []
         for preset in PRESETS:
             if not (folder / preset / "labels.tsv").is_file():
                 cells.append("-")
                 continue
-            results = centres.read_folder(head, cfg, folder / preset, args.limit, reject=args.reject,
-                                          distance=args.distance)
+            results = centres.read_folder(head, cfg, folder / preset, args.limit, glyph_reader, crop_width,
+                                          reject=args.reject, distance=args.distance)
             wrong = [r for r in results if r[1] != r[2]]
             cells.append(f"{len(wrong)}/{len(results)}")
             if args.show:

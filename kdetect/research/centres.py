@@ -108,10 +108,11 @@ def centre_loss(num_classes: int, offset_weight: float) -> Callable:
     return loss
 
 
-def read_cells(outputs: np.ndarray, cfg: ModelConfig, reject: float = 0.5, distance: float = 3.0,
-               symbols: str | None = None) -> str:
-    """One image's outputs [cells, C + 2] -> its text: cells whose "no glyph" is under reject, the
-    likelier first, each dropped where its centre lies under `distance` px from one kept."""
+def cell_glyphs(outputs: np.ndarray, cfg: ModelConfig, reject: float = 0.5,
+                distance: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """One image's outputs [cells, C + 2] -> (the glyphs' centres [K] in input px, left to right;
+    their class probabilities [K, C]): cells whose "no glyph" is under reject, the likelier
+    first, each dropped where its centre lies under `distance` px from one kept."""
     logits = outputs[:, :cfg.num_classes + 1]
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
@@ -124,12 +125,22 @@ def read_cells(outputs: np.ndarray, cfg: ModelConfig, reject: float = 0.5, dista
         if all(abs(centres[k] - centres[j]) >= distance for j in kept):
             kept.append(int(k))
     kept.sort(key=lambda k: centres[k])
-    chars = probs[kept, :-1]
-    if not kept:
+    return centres[kept], probs[kept, :-1]
+
+
+def text_of(chars: np.ndarray, cfg: ModelConfig, symbols: str | None = None) -> str:
+    """Class probabilities [K, C], left to right -> the text, in the alphabet they point to."""
+    if not len(chars):
         return ""
     if symbols is None and cfg.alphabets:
         symbols = guess_alphabet(chars, cfg.alphabets, cfg.charset)
     return "".join(cfg.charset[c] for c in (chars * symbol_mask(cfg.charset, symbols)).argmax(-1))
+
+
+def read_cells(outputs: np.ndarray, cfg: ModelConfig, reject: float = 0.5, distance: float = 3.0,
+               symbols: str | None = None) -> str:
+    """One image's outputs [cells, C + 2] -> its text (cell_glyphs, then text_of)."""
+    return text_of(cell_glyphs(outputs, cfg, reject, distance)[1], cfg, symbols)
 
 
 def cell_accuracy(head: keras.Model, images: np.ndarray, targets: np.ndarray, num_classes: int) -> float:
@@ -211,9 +222,14 @@ def train_centre_head(package: str, train_data: str, val_data: str, out_dir: str
 
 
 def read_folder(head: keras.Model, cfg: ModelConfig, folder: Path, limit: int | None = None,
+                glyph_reader: keras.Model | None = None, crop_width: int = 40,
                 **decoding) -> list[tuple[str, str, str]]:
-    """A folder of captchas with labels.tsv -> (file, truth, read) for each, read by the head."""
+    """A folder of captchas with labels.tsv -> (file, truth, read) for each, read by the head; with
+    a glyph reader (kdetect/glyphs), the head only places the glyphs and the reader names each
+    from its crop there."""
     from PIL import Image
+
+    from kdetect.glyphs.model import crop_columns
 
     rows = [line.split("\t") for line in (folder / "labels.tsv").read_text().splitlines() if line][:limit]
     results = []
@@ -221,6 +237,15 @@ def read_folder(head: keras.Model, cfg: ModelConfig, folder: Path, limit: int | 
         chunk = rows[start:start + 64]
         images = [np.asarray(Image.open(folder / name).convert("RGB")) for name, _ in chunk]
         batch = np.stack([np.asarray(preprocess(image, cfg)) for image in images])
-        outputs = head.predict(batch, verbose=0)
-        results += [(name, truth, read_cells(o, cfg, **decoding)) for (name, truth), o in zip(chunk, outputs)]
+        found = [cell_glyphs(o, cfg, **decoding) for o in head.predict(batch, verbose=0)]
+        if glyph_reader is not None:
+            columns = np.zeros((len(chunk), max([len(c) for c, _ in found] + [1])), np.int32)
+            for i, (centres, _) in enumerate(found):
+                columns[i, :len(centres)] = np.clip(np.round(centres), 0, cfg.input_width - 1)
+            crops = np.asarray(crop_columns(batch, columns, crop_width)).reshape((-1,) + batch.shape[1:2] + (crop_width, 3))
+            logits = glyph_reader.predict(crops, batch_size=512, verbose=0)[:, :cfg.num_classes + 1]
+            probs = np.exp(logits - logits.max(-1, keepdims=True))
+            probs = (probs / probs.sum(-1, keepdims=True)).reshape(len(chunk), columns.shape[1], -1)
+            found = [(centres, probs[i, :len(centres), :-1]) for i, (centres, _) in enumerate(found)]
+        results += [(name, truth, text_of(chars, cfg)) for (name, truth), (_, chars) in zip(chunk, found)]
     return results
