@@ -113,9 +113,7 @@ def cell_glyphs(outputs: np.ndarray, cfg: ModelConfig, reject: float = 0.5,
     """One image's outputs [cells, C + 2] -> (the glyphs' centres [K] in input px, left to right;
     their class probabilities [K, C]): cells whose "no glyph" is under reject, the likelier
     first, each dropped where its centre lies under `distance` px from one kept."""
-    logits = outputs[:, :cfg.num_classes + 1]
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    probs = softmax(outputs[:, :cfg.num_classes + 1])
     stride = cfg.input_width / len(outputs)
     centres = np.arange(len(outputs)) * stride + stride / 2 + outputs[:, -1]
     kept: list[int] = []
@@ -126,6 +124,12 @@ def cell_glyphs(outputs: np.ndarray, cfg: ModelConfig, reject: float = 0.5,
             kept.append(int(k))
     kept.sort(key=lambda k: centres[k])
     return centres[kept], probs[kept, :-1]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Logits [..., K] -> probabilities over the last axis."""
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    return probs / probs.sum(-1, keepdims=True)
 
 
 def text_of(chars: np.ndarray, cfg: ModelConfig, symbols: str | None = None) -> str:
@@ -227,16 +231,15 @@ def read_folder(head: keras.Model, cfg: ModelConfig, folder: Path, limit: int | 
     """A folder of captchas with labels.tsv -> (file, truth, read) for each, read by the head; with
     a glyph reader (kdetect/glyphs), the head only places the glyphs and the reader names each
     from its crop there."""
-    from PIL import Image
-
     from kdetect.glyphs.model import crop_columns
+    from kdetect.images import load_image
+    from kdetect.serving.evaluate import read_labels
 
-    rows = [line.split("\t") for line in (folder / "labels.tsv").read_text().splitlines() if line][:limit]
+    rows = read_labels(folder)[:limit]
     results = []
     for start in range(0, len(rows), 64):
         chunk = rows[start:start + 64]
-        images = [np.asarray(Image.open(folder / name).convert("RGB")) for name, _ in chunk]
-        batch = np.stack([np.asarray(preprocess(image, cfg)) for image in images])
+        batch = np.stack([np.asarray(preprocess(load_image(path), cfg)) for path, _ in chunk])
         found = [cell_glyphs(o, cfg, **decoding) for o in head.predict(batch, verbose=0)]
         if glyph_reader is not None:
             columns = np.zeros((len(chunk), max([len(c) for c, _ in found] + [1])), np.int32)
@@ -244,8 +247,7 @@ def read_folder(head: keras.Model, cfg: ModelConfig, folder: Path, limit: int | 
                 columns[i, :len(centres)] = np.clip(np.round(centres), 0, cfg.input_width - 1)
             crops = np.asarray(crop_columns(batch, columns, crop_width)).reshape((-1,) + batch.shape[1:2] + (crop_width, 3))
             logits = glyph_reader.predict(crops, batch_size=512, verbose=0)[:, :cfg.num_classes + 1]
-            probs = np.exp(logits - logits.max(-1, keepdims=True))
-            probs = (probs / probs.sum(-1, keepdims=True)).reshape(len(chunk), columns.shape[1], -1)
+            probs = softmax(logits).reshape(len(chunk), columns.shape[1], -1)
             found = [(centres, probs[i, :len(centres), :-1]) for i, (centres, _) in enumerate(found)]
-        results += [(name, truth, text_of(chars, cfg)) for (name, truth), (_, chars) in zip(chunk, found)]
+        results += [(path.name, truth, text_of(chars, cfg)) for (path, truth), (_, chars) in zip(chunk, found)]
     return results
