@@ -12,7 +12,7 @@ from kdetect.presets import ENGINE_PRESETS, TRAINING_PRESET
 from kdetect.quiet import native_stderr_held, quiet_environment, start_tensorflow_quietly
 
 # The commands that run a network; the rest start without TensorFlow.
-TENSORFLOW_COMMANDS = {"solve", "eval", "train", "finetune", "train-classifier", "train-glyphs", "export", "demo",
+TENSORFLOW_COMMANDS = {"solve", "eval", "train", "finetune", "adapt", "train-classifier", "train-glyphs", "export", "demo",
                        "compact", "soup", "compare"}
 FORCE_HELP = ("replace the output folder even where it holds files kdetect did not write (without it, such a "
               "folder is refused and left as it is)")
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_eval(sub)
     _add_train(sub)
     _add_finetune(sub)
+    _add_adapt(sub)
     _add_train_classifier(sub)
     _add_train_glyphs(sub)
     _add_export(sub)
@@ -283,6 +284,61 @@ def _run_finetune(args: argparse.Namespace) -> None:
     summary = finetune(args.model, args.folders, args.out, fc, log=print, force=args.force)
     print(f"model package: {args.out}/model (held-out full-string accuracy {summary['val_string_accuracy']:.4f}); "
           f"measure it with `kdetect eval --model {args.out}/model DIR` on captchas it never saw")
+
+
+def _add_adapt(sub: argparse._SubParsersAction) -> None:
+    from kdetect.training.adapt import AdaptConfig
+
+    d = AdaptConfig()
+    p = sub.add_parser("adapt", help="take kdetect to a new site: infer its KCAPTCHA config and fonts from labelled "
+                                     "captchas, render matched ones, train both stages, self-train on unlabelled ones")
+    p.add_argument("train", type=Path, help="the site's labelled captchas (a folder with labels.tsv)")
+    p.add_argument("--unlabelled", type=Path, help="a folder of the same site's captchas without labels")
+    p.add_argument("--out", type=Path, required=True, help="run folder; the package goes to OUT/model, the inferred "
+                                                           "render config to OUT/site.json")
+    p.add_argument("--model", type=Path, help="two-stage package to start from (default: the shipped one)")
+    p.add_argument("--fonts", type=Path, nargs="*", default=[],
+                   help="more folders of font strips to search, e.g. KCAPTCHA's own (plugin/kcaptcha/fonts)")
+    p.add_argument("--config", type=Path, help="an adapt config (JSON) of the budgets and shares in AdaptConfig")
+    p.add_argument("--synthetic", type=int, help=f"captchas rendered in the site's config (default: {d.synthetic})")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.set_defaults(run=_run_adapt)
+
+
+def _run_adapt(args: argparse.Namespace) -> None:
+    import dataclasses
+    import time
+
+    from tqdm import tqdm
+
+    from kdetect.training.adapt import AdaptConfig, adapt
+
+    ac = AdaptConfig.load(args.config) if args.config else AdaptConfig()
+    ac = dataclasses.replace(ac, **{k: v for k, v in {"synthetic": args.synthetic, "seed": args.seed}.items()
+                                    if v is not None})
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=f"adapt {stage}", leave=True)
+        bar.total = max(total, done)
+        bar.update(done - bar.n)
+
+    def say(line: str) -> None:
+        tqdm.write(f"{time.strftime('%H:%M:%S')} {line}")
+
+    summary = adapt(args.train, args.out, args.unlabelled, ac, fonts=args.fonts, model_dir=args.model, log=say,
+                    warn=lambda m: tqdm.write(f"kdetect: warning: {m}", file=sys.stderr),
+                    progress=progress, force=args.force)
+    for bar in bars.values():
+        bar.close()
+    print(f"fonts chosen: {', '.join(summary['fonts_chosen'])}")
+    print(f"site config: {args.out}/site.json (real beside rendered: {args.out}/site.png)")
+    print(f"held-out full-string accuracy {summary['held_out_accuracy']:.3f} on {summary['held_out']} labelled "
+          f"captchas no training used; {summary['seconds'] / 60:.1f} minutes")
+    print(f"model package: {args.out}/model; read with `kdetect solve --model {args.out}/model ...`")
 
 
 def _add_training_overrides(p: argparse.ArgumentParser) -> None:

@@ -118,3 +118,30 @@ def read_dataset(data_dir: str | Path, shuffle_seed: int | None = None, limit: i
     if shuffle_seed is not None:
         ds = ds.shuffle(2048, seed=shuffle_seed)
     return ds.map(decode_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def write_mixture(out_dir: str | Path, parts: list[tuple[str | Path, int]], config: dict) -> dict:
+    """A dataset made of other datasets' shards, each part's shards listed `repeats` times (as
+    links, nothing copied), so that training reads the parts in that proportion: a few hundred
+    real captchas beside tens of thousands of rendered ones. config: what the manifest says the
+    data was drawn with (its allowed_symbols become the model's alphabets). Returns the manifest."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shards, images, sources = [], 0, []
+    for k, (part, repeats) in enumerate(parts):
+        manifest = load_manifest(part)
+        sources.append({"data": str(part), "repeats": repeats, "images": manifest["images"]})
+        for r in range(repeats):
+            for shard in manifest["shards"]:
+                name = f"part{k}-r{r}-{shard['file']}"
+                link = out / name
+                link.unlink(missing_ok=True)
+                link.symlink_to((Path(part) / shard["file"]).resolve())
+                shards.append({"file": name, "count": shard["count"], "bytes": shard["bytes"]})
+                images += shard["count"]
+    manifest = {"format": "tfrecord", "source": "mixture", "parts": sources, "config": config,
+                "images": images, "seed": None, "preset": None, "shards": shards}
+    tmp = out / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(out / MANIFEST)
+    return manifest

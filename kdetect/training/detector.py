@@ -182,9 +182,12 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     load_manifest(tc.val_data)
     cfg = tc.model
     if tc.init_from:
+        # The input size is the run's own: a site's wider canvas keeps its glyphs' proportions
+        # (the network is convolutional, so the start's weights fit any size).
         cfg = dataclasses.replace(ModelConfig.load(Path(tc.init_from) / CONFIG),
                                   score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
-                                  answer_length=cfg.answer_length)
+                                  answer_length=cfg.answer_length, input_height=cfg.input_height,
+                                  input_width=cfg.input_width)
         log(f"starting from {tc.init_from} (anchors {cfg.anchors})")
     elif tc.kmeans_anchors:
         cfg, fit = fit_anchors(tc.train_data, cfg, tc.seed)
@@ -235,5 +238,5 @@ def _package(tc, cfg, detector, val_images, val_texts, train_manifest, run, out_
         summary["init_from"] = {"package": tc.init_from, "training": read_training(tc.init_from)}
     # The glyph reader of a two-stage package it continues stays with it: it reads any detector's boxes.
     save_package(out_dir or Path(tc.out_dir) / "model", detector, cfg, summary, detector_card(cfg, tc, summary), force,
-                 glyph_writer(tc.init_from))
+                 glyph_writer(tc.init_from, input_size=(cfg.input_height, cfg.input_width)))
     return summary

@@ -5,6 +5,8 @@ written here; kdetect/package.py reads them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 from collections.abc import Callable
@@ -51,14 +53,18 @@ def save_package(out_dir: str | Path, detector: keras.Model, cfg: ModelConfig, t
     return write_package(out_dir, cfg.to_json(), training, card, write_model, force)
 
 
-def glyph_writer(model_dir: str | Path | None, transform: Callable | None = None) -> Callable[[Path], None] | None:
+def glyph_writer(model_dir: str | Path | None, transform: Callable | None = None,
+                 input_size: tuple[int, int] | None = None) -> Callable[[Path], None] | None:
     """What writes model_dir's glyph reader (after transform(reader), if given) into another
     package's folder, so the second stage travels with a detector that is continued, compacted or
-    averaged; None where model_dir has none."""
+    averaged; None where model_dir has none. input_size: the new detector's (height, width),
+    which the reader's crops are cut from (its weights fit any width; crops keep their size)."""
     glyphs = load_glyph_reader(model_dir) if model_dir else None
     if glyphs is None:
         return None
     reader, gcfg = glyphs
+    if input_size is not None:
+        gcfg = dataclasses.replace(gcfg, input_height=input_size[0], input_width=input_size[1])
     if transform is not None:
         transform(reader)
 
