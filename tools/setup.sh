@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 apt_packages=(php-cli php-gd python3-venv fonts-urw-base35 fonts-texgyre fonts-liberation
               fonts-freefont-ttf fonts-crosextra-caladea fonts-linuxlibertine fonts-cardo
               fonts-ebgaramond fonts-vollkorn fonts-adf-accanthis fonts-adf-baskervald fonts-dejavu-core
+              # the adaptation library (tools/make_fonts.py --library): sans, rounded, monospace, oblique
+              fonts-roboto-unhinted fonts-inter fonts-cantarell fonts-karla fonts-cabin fonts-clear-sans fonts-go
+              fonts-b612 fonts-league-spartan fonts-quicksand fonts-comfortaa fonts-dosis fonts-sil-andika
+              fonts-inconsolata fonts-jetbrains-mono fonts-firacode fonts-anonymous-pro fonts-hermit fonts-mononoki
+              fonts-league-mono
               chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -65,7 +65,7 @@ class AdaptConfig(JsonConfig):
     pool_rounds: int = 1  # self-training rounds over the unlabelled pool
     pseudo_confidence: float = 0.9
     fonts_chosen: int = 4
-    font_images: int = 24  # captchas rendered per candidate strip
+    font_images: int = 40  # captchas rendered per candidate strip
     library_share: float = 0.25  # of the rendered captchas, how many draw from the whole library
     seed: int = 0
 
@@ -229,7 +229,8 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
         done[0] += n
         progress("fonts", done[0], n_heads + 4 * 5)
 
-    ranked = font_match.rank_strips(search, strips, site_glyphs, find_boxes, count=ac.font_images, seed=ac.seed,
+    # Candidates are boxed by the renderer itself: the detector learnt to put its boxes exactly there.
+    ranked = font_match.rank_strips(search, strips, site_glyphs, None, count=ac.font_images, seed=ac.seed,
                                     progress=tick)
     chosen = font_match.choose_strips(ranked, most=ac.fonts_chosen)
     font_dir = out / "fonts"
@@ -245,8 +246,8 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
     evals = [0]
     fitted, distance = site_config.fit_drawing(
         {**config, "fonts": [str(font_dir.resolve())]}, site_config.measured_features(stats),
-        site_config.feature_spread(stats), seed=ac.seed,
-        progress=lambda: (evals.__setitem__(0, evals[0] + 1), progress("config", evals[0], 80)))
+        site_config.feature_spread(stats), count=40, rounds=1, seed=ac.seed,
+        progress=lambda: (evals.__setitem__(0, evals[0] + 1), progress("config", evals[0], 4 * 22)))
     site_json = {**fitted, "fonts": "fonts"}
     write_atomic(out / "site.json", json.dumps(site_json, indent=2) + "\n")
     t = lap("config", t)
@@ -281,7 +282,12 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
     model_cfg = dataclasses.replace(start_cfg, input_width=width, alphabets=(alphabet,),
                                     answer_length=lengths[0] if len(lengths) == 1 else None)
     write_dataset(starting, val_items, out / "data-val", (alphabet,), False, ac.seed, force=True)
+    # The real labels train the first detector too, on the starting model's boxes where it finds
+    # as many glyphs as the answer has (later rounds box them with the adapted detector).
     real_parts: list[tuple[Path, int]] = []
+    if sum(real_boxes[i] is not None for i in train_idx):
+        write_dataset(starting, train_items, out / "data-real-start", (alphabet,), True, ac.seed, force=True)
+        real_parts = [(out / "data-real-start", 1)]
     current = model_dir
     summary_stages = []
     rounds = 1 + (ac.pool_rounds if pool_dir else 0)
@@ -295,7 +301,7 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
         labelled = out / "data-real"
         write_dataset(boxer, train_items, labelled, (alphabet,), False, ac.seed, force=True)
         write_dataset(boxer, val_items, out / "data-val-boxed", (alphabet,), False, ac.seed, force=True)
-        parts = [(labelled, 1)] + [p for p in real_parts if p[0] != labelled]
+        parts = [(labelled, 1)] + [p for p in real_parts if p[0] not in (labelled, out / "data-real-start")]
         mix = _mixture(out / f"data-mix-{r}g", out / "data-synth", parts, ac, alphabet)
         glyph_run = out / f"glyphs-{r}"
         _train_glyphs(mix, out / "data-val-boxed", glyph_run, det_run / "model", current, width, ac,
