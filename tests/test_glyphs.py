@@ -1,8 +1,6 @@
 """The second stage: crops, their labels, decoding with the glyph reader, and its package."""
 
-import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +10,10 @@ import tensorflow as tf
 from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.decode import crop_centres, look_twice, refine
 from kdetect.glyphs.loss import glyph_loss
-from kdetect.glyphs.model import build_glyph_reader, crop_columns, serving_glyph_reader
+from kdetect.glyphs.model import build_glyph_reader, crop_columns
 from kdetect.glyphs.samples import crop_samples, label_positions
 from kdetect.readings import Glyph, Reading
 
-WEB = Path(__file__).resolve().parents[1] / "web"
 CHARSET = GlyphConfig().charset
 NONE = len(CHARSET)
 
@@ -117,61 +114,6 @@ def test_a_second_look_brings_back_a_glyph_beside_its_box_but_not_a_doubled_box(
     # With a known length the reader runs once and keeps the `length` likeliest crops.
     _, _, once = look_twice(np.zeros((1, 64, 160, 3), np.uint8), found, [(160, 64)], gcfg, column_reader(table), length=2)
     assert once == [None]
-
-
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
-def test_javascript_second_stage_matches_python(tmp_path):
-    gcfg = GlyphConfig()
-    rng = np.random.default_rng(4)
-    alphabets = ("0123456789", "0123456789", "23456789abcdegikpqsvxyz", "0123456789abcdefghijklmnopqrstuvwxyz")
-    cases = []
-    for n in range(16):
-        k = int(rng.integers(0, 9))
-        # A reading per column, "no glyph" at most columns, so first looks drop and second looks find.
-        table = rng.dirichlet(np.full(NONE + 1, 0.3), size=160).astype(np.float32)
-        table[rng.uniform(size=160) < 0.6] = np.eye(NONE + 1, dtype=np.float32)[NONE] * 0.9 + 0.1 / (NONE + 1)
-        detector = rng.uniform(0, 1, (k, NONE)).astype(np.float32) if n % 2 else None
-        width = int(rng.choice([160, 200, 320]))
-        spans = np.sort(rng.uniform(0, width, (k, 2)), axis=1)
-        spans = spans[np.argsort(spans.mean(1), kind="stable")].tolist()
-        proposal = Reading("", 0.0, tuple(Glyph("x", 0.5, (x0, 3.0, x1, 50.0)) for x0, x1 in spans))
-        length = 4 if n % 3 == 0 else None
-        columns, probs, seconds = look_twice(np.zeros((1, 60, width, 3), np.uint8), [(proposal, detector)],
-                                             [(width, 60)], gcfg, column_reader(table), length)
-        expected = refine(proposal, probs[0], gcfg, alphabets, length=length, detector_probs=detector,
-                          columns=columns[0], second=seconds[0])
-        cases.append({
-            "proposal": {"glyphs": [{"box": list(g.box)} for g in proposal.glyphs],
-                         **({"classProbs": detector.tolist()} if detector is not None else {})},
-            "width": width, "length": length, "table": table.tolist(),
-            "centres": columns[0].tolist(), "relooked": seconds[0] is not None,
-            "text": expected.text, "scores": [g.score for g in expected.glyphs],
-        })
-    assert any(c["relooked"] for c in cases) and any(not c["relooked"] for c in cases)
-    meta = {"alphabets": list(alphabets), "glyphs": json.loads(gcfg.to_json())}
-    (tmp_path / "cases.json").write_text(json.dumps({"meta": meta, "cases": cases}))
-    script = tmp_path / "check.mjs"
-    script.write_text(
-        f"import {{ cropCentres, refine, relookCentres, secondLooks }} from {json.dumps((WEB / 'decode.js').as_uri())};\n"
-        "import { readFileSync } from 'node:fs';\n"
-        f"const {{ meta, cases }} = JSON.parse(readFileSync({json.dumps(str(tmp_path / 'cases.json'))}, 'utf8'));\n"
-        "const read = (table, columns) => Array.from(columns, (c) => table[c]);\n"
-        "const out = cases.map((c) => {\n"
-        "  const columns = cropCentres(c.proposal, c.width, meta);\n"
-        "  const probs = read(c.table, columns);\n"
-        "  const relook = relookCentres(c.proposal, probs, columns, meta, { length: c.length });\n"
-        "  const second = relook ? secondLooks(read(c.table, relook.columns), relook.slots, meta) : null;\n"
-        "  const r = refine(c.proposal, probs, meta, { length: c.length, columns, second });\n"
-        "  return { text: r.text, scores: r.glyphs.map((g) => g.score), centres: Array.from(columns), relooked: relook !== null };\n"
-        "});\n"
-        "console.log(JSON.stringify(out));\n")
-    proc = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    for case, got in zip(cases, json.loads(proc.stdout)):
-        assert got["text"] == case["text"]
-        np.testing.assert_allclose(got["scores"], case["scores"], rtol=1e-5)
-        assert got["centres"] == case["centres"]
-        assert got["relooked"] == case["relooked"]
 
 
 def two_stage_package(untrained_package, tmp_path: Path, seed: int = 0) -> Path:
