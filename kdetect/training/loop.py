@@ -188,6 +188,12 @@ def run_training(tc: TrainingRecipe, kind: ModelKind, out: Path, log: Callable[[
         history = trainer.fit(kind.dataset(), epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
                               callbacks=callbacks, verbose=progress(verbose), shuffle=False)
         epochs_now = len(history.history.get("loss", []))
+    optimizer = getattr(network, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        # A finished run trained nothing this session: the best file holds a built optimizer's
+        # state, which Keras would skip (with a warning) in an unbuilt one.
+        with strategy.scope():
+            optimizer.build(network.trainable_variables)
     network.load_weights(str(best))
     # A resumed run's total comes from its validation history, which survives the kill.
     return network, {"epochs_run": len(read_history(out / HISTORY)), "epochs_run_this_session": epochs_now,
