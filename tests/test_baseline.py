@@ -162,7 +162,6 @@ def data(tmp_path_factory):
     return root
 
 
-@pytest.mark.slow  # renders its data and trains
 def solved_right(package, folder) -> float:
     """The share of a generated folder's captchas that Solver reads right."""
     truths = [json.loads(line) for line in (folder / "annotations.jsonl").open()]
@@ -170,6 +169,7 @@ def solved_right(package, folder) -> float:
     return sum(solver.solve(folder / t["file"]) == t["text"] for t in truths) / len(truths)
 
 
+@pytest.mark.slow  # renders its data and trains
 def test_train_a_few_steps_then_evaluate(data, tmp_path, capsys):
     config = {"train_data": str(data / "train"), "val_data": str(data / "val"), "out_dir": str(tmp_path / "run"),
               "model": {"backbone": "small", "length": 2}, "epochs": 1, "steps_per_epoch": 3, "batch_size": 8,
