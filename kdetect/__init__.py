@@ -5,8 +5,9 @@
 """
 
 from kdetect.errors import ConfigError, DatasetError, InvalidImageError, KdetectError, LengthError, RendererError
+from kdetect.readings import Glyph, Reading
 from kdetect.serving.solver import Solver, solve
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "DatasetError", "InvalidImageError", "KdetectError", "LengthError", "RendererError",
-           "Solver", "solve", "__version__"]
+__all__ = ["ConfigError", "DatasetError", "Glyph", "InvalidImageError", "KdetectError", "LengthError", "Reading",
+           "RendererError", "Solver", "solve", "__version__"]

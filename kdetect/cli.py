@@ -178,11 +178,7 @@ def _run_solve(args: argparse.Namespace) -> int:
             failed += 1
             continue
         if args.json:
-            # A classifier baseline finds no glyph places: its boxes are null.
-            glyphs = [{"char": g.char, "score": round(g.score, 4),
-                       "box": None if g.box is None else [round(v, 1) for v in g.box]} for g in reading.glyphs]
-            print(json.dumps({"file": str(path), "text": reading.text, "confidence": round(reading.confidence, 4),
-                              "glyphs": glyphs}))
+            print(json.dumps({"file": str(path), **reading.to_json()}))
         else:
             print(f"{one_line(str(path))}\t{reading.text}")
         if args.draw:

@@ -11,6 +11,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REALVAL = realval_dir()
 
 
+def pytest_configure(config):
+    # Keras turns TF tensors into arrays with np.array(tensor); under NumPy 2, TF 2.19's tensors
+    # lack __array__'s copy keyword, and NumPy warns on every predict batch. Nothing of kdetect's.
+    config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword"
+                            ":DeprecationWarning")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def lite_cache(tmp_path_factory):
     """The Solver caches converted models (kdetect/serving/lite.py); tests keep theirs out of ~/.cache."""

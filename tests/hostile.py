@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import warnings
 import zlib
 from pathlib import Path
 
@@ -101,7 +102,10 @@ def format_files() -> dict[str, bytes]:
         for mode in ("RGB", "L", "1", "RGBA") if fmt in Image.SAVE else ():
             try:
                 buf = io.BytesIO()
-                sample.convert(mode).save(buf, format=fmt)
+                with warnings.catch_warnings():
+                    # Every format PIL still opens, those it deprecates (IM) too: they reach kdetect alike.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    sample.convert(mode).save(buf, format=fmt)
                 files[fmt] = buf.getvalue()
                 break
             except Exception:  # noqa: BLE001 - a writer that wants another mode, or options

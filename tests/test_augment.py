@@ -1,12 +1,14 @@
 """Augmentation keeps every glyph's ink inside its box."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from kdetect.data import renderer
 from kdetect.data.augment import Augmenter
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_boxes_still_enclose_glyph_ink_after_augmentation(make_config, tmp_path):
     config = make_config("varlen", format="png", white_noise_density=0.0, black_noise_density=0.0)
     anns = list(renderer.render(config, seed=2, start=0, count=4, out_dir=tmp_path / "full"))
@@ -33,6 +35,7 @@ def test_boxes_still_enclose_glyph_ink_after_augmentation(make_config, tmp_path)
     assert checked > 20
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_augmenter_is_deterministic_per_seed(make_config, tmp_path):
     config = make_config("gnuboard5")
     ann = next(renderer.render(config, seed=1, start=0, count=1, out_dir=tmp_path))
@@ -46,6 +49,7 @@ def test_augmenter_is_deterministic_per_seed(make_config, tmp_path):
     assert not np.array_equal(a[0], c[0])
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_augmentation_changes_images_and_augment_dataset_applies_its_fraction(make_config, tmp_path):
     import tensorflow as tf
 

@@ -24,6 +24,7 @@ def ink_box(path: Path) -> list[int] | None:
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 @pytest.mark.parametrize("preset", [*ENGINE_PRESETS, TRAINING_PRESET])
 def test_glyph_alone_fills_its_box_exactly(preset, make_config, tmp_path):
     config = make_config(preset, format="png")
@@ -44,6 +45,7 @@ def test_glyph_alone_fills_its_box_exactly(preset, make_config, tmp_path):
     assert checked >= IMAGES * 2
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_boxes_hold_ink_in_the_full_image(make_config, tmp_path):
     """With neighbours and noise present, every box still covers dark pixels: no box lies off its glyph."""
     config = make_config("varlen", format="png", white_noise_density=0.0, black_noise_density=0.0)

@@ -1,11 +1,17 @@
-"""The research centre head (kdetect/research/centres.py): its targets, its loss and its decoding."""
+"""The research centre head (research/centres.py): its targets, its loss and its decoding."""
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from kdetect.detector.config import ModelConfig
-from kdetect.research.centres import (COLUMN_STRIDE, STRIDE, centre_head, centre_loss, centre_targets,
-                                      column_reader, read_cells)
+
+# research/ lies outside the installed package, beside it in the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from research.centres import (COLUMN_STRIDE, STRIDE, centre_head, centre_loss, centre_targets,  # noqa: E402
+                              column_reader, read_cells)
 
 CFG = ModelConfig(alphabets=())
 NONE = CFG.num_classes

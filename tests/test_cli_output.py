@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from kdetect.presets import ENGINE_PRESETS
 
 
+@pytest.mark.slow  # renders every preset
 def test_demo_prints_no_tensorflow_log_and_draws_each_preset_its_own_answers(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "GLOG_", "GRPC_"))}
     script = ("import sys; from kdetect.cli import main; "

@@ -23,6 +23,7 @@ def fresh(preset: str, folder) -> list[dict]:
     return [json.loads(line) for line in (folder / "annotations.jsonl").open()]
 
 
+@pytest.mark.slow  # draws its captchas with the PHP renderer
 @pytest.mark.parametrize("preset", ENGINE_PRESETS)
 def test_default_model_reads_fresh_captchas(preset, tmp_path):
     anns = fresh(preset, tmp_path)
@@ -42,6 +43,7 @@ def test_default_model_is_small():
         assert exported_size(web_dir() / "model") <= 8_000_000
 
 
+@pytest.mark.slow  # draws its captchas with the PHP renderer
 def test_shipped_baseline_reads_two_glyph_captchas_and_refuses_other_lengths(tmp_path):
     assert package_kind(BASELINE) == "classifier"
     assert sum(p.stat().st_size for p in BASELINE.iterdir()) < 10_000_000

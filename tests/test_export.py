@@ -1,6 +1,7 @@
 """Export: the SavedModel (preprocessing inside) reads exactly as the Solver does; TF.js when installed."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -44,4 +45,10 @@ def test_tfjs_export_writes_a_graph_model(package, tmp_path):
     out = export_tfjs(package, tmp_path / "web-model", quantize="float16")
     assert json.loads((out / "model.json").read_text())["format"] == "graph-model"
     assert json.loads((out / "metadata.json").read_text())["quantize"] == "float16"
-    assert exported_size(out) > 0
+    # What a browser downloads: model.json and shards of 2 bytes per float weight.
+    manifest = json.loads((out / "model.json").read_text())["weightsManifest"]
+    weights = [w for group in manifest for w in group["weights"]]
+    assert all(w.get("quantization", {}).get("dtype") == "float16" for w in weights if w["dtype"] == "float32")
+    shards = sum((out / path).stat().st_size for group in manifest for path in group["paths"])
+    assert shards == sum(math.prod(w["shape"]) * (2 if "quantization" in w else 4) for w in weights)
+    assert exported_size(out) == shards + (out / "model.json").stat().st_size

@@ -20,6 +20,7 @@ def test_stats_of_a_drawn_bar():
     assert extent == 40
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 @pytest.mark.skipif(not REALVAL.is_dir(), reason="../shared/realval is absent")
 @pytest.mark.parametrize("preset", ENGINE_PRESETS)
 def test_preset_matches_real_captchas(preset, tmp_path):

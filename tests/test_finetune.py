@@ -55,6 +55,7 @@ def labelled(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # trains, on captchas the renderer draws
 def test_finetune_end_to_end(labelled, tmp_path, capsys, monkeypatch):
     import dataclasses
 
@@ -83,6 +84,7 @@ def test_finetune_end_to_end(labelled, tmp_path, capsys, monkeypatch):
     assert len(Solver(out / "model").read(labelled / (labelled / "labels.tsv").read_text().split("\t")[0]).text) >= 1
 
 
+@pytest.mark.slow  # its captchas are drawn by the PHP renderer
 def test_finetune_refuses_bad_input(labelled, tmp_path):
     with pytest.raises(DatasetError, match="labels.tsv"):
         finetune(None, [tmp_path], tmp_path / "ft")
@@ -104,6 +106,7 @@ def test_finetune_refuses_bad_input(labelled, tmp_path):
         finetune(None, [labelled], tmp_path / "ft3", FinetuneConfig(epochs=0))
 
 
+@pytest.mark.slow  # its captchas are drawn by the PHP renderer
 def test_finetune_needs_a_detector(labelled, tmp_path):
     classifier = tmp_path / "clf"
     classifier.mkdir()
@@ -112,6 +115,7 @@ def test_finetune_needs_a_detector(labelled, tmp_path):
         finetune(classifier, [labelled], tmp_path / "ft")
 
 
+@pytest.mark.slow  # its captchas are drawn by the PHP renderer
 def test_no_boxes_at_all_is_an_error_and_leaves_nothing(labelled, tmp_path):
     from kdetect.training.finetune import labelled_items, write_dataset
 

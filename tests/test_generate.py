@@ -28,6 +28,7 @@ def same_tree(a: Path, b: Path) -> None:
     assert not mismatch and not errors
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_same_seed_and_config_give_identical_bytes(tmp_path):
     generate(spec(shard_size=15), tmp_path / "a", workers=2)
     generate(spec(shard_size=15), tmp_path / "b", workers=1)
@@ -37,6 +38,7 @@ def test_same_seed_and_config_give_identical_bytes(tmp_path):
     assert other["images"] == 40
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_tfrecord_round_trip(tmp_path):
     from kdetect.charset import CHARSET
     from kdetect.data.tfrecord import read_dataset
@@ -52,6 +54,7 @@ def test_tfrecord_round_trip(tmp_path):
         assert "".join(CHARSET[i] for i in ex["labels"]) == ann["text"]
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_augmented_pipeline_is_deterministic(tmp_path):
     from kdetect.data.augment import augment_dataset
     from kdetect.data.tfrecord import read_dataset
@@ -86,6 +89,7 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
     assert not list((tmp_path / "killed").rglob("*.tmp"))
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_truncated_shard_is_reported(tmp_path):
     from kdetect.data.tfrecord import read_dataset
 
@@ -96,6 +100,7 @@ def test_truncated_shard_is_reported(tmp_path):
         read_dataset(tmp_path)
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_resume_with_other_settings_is_refused(tmp_path):
     generate(spec(count=10), tmp_path)
     with pytest.raises(DatasetError, match="other settings"):
@@ -139,6 +144,7 @@ def test_missing_php_names_the_install_command(monkeypatch, make_config):
         renderer.php_binary.cache_clear()
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_resume_with_changed_font_strips_is_refused(make_config, tmp_path):
     import shutil
 
@@ -155,6 +161,7 @@ def test_resume_with_changed_font_strips_is_refused(make_config, tmp_path):
         generate(DatasetSpec(config=config, seed=1, count=4, shard_size=2), tmp_path / "data")
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 def test_generate_cli_draws_with_another_font_folder(tmp_path, capsys):
     import json
     import shutil
@@ -206,6 +213,7 @@ def test_several_font_folders_are_drawn_folder_first(tmp_path):
 REAL_FONTS = Path(__file__).resolve().parents[2] / "shared" / "kcaptcha-fonts"
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
 @pytest.mark.skipif(not REAL_FONTS.is_dir(), reason="KCAPTCHA's font strips are not at ../shared/kcaptcha-fonts")
 def test_kcaptcha_fonts_draw_beside_the_look_alikes(tmp_path):
     """The default model's training mixture: KCAPTCHA's three strips and the shipped look-alikes."""

@@ -107,6 +107,7 @@ def test_generate_never_writes_over_a_lone_config_of_the_users(tmp_path, capsys)
     assert (out / "config.json").read_text() == "my own settings"
 
 
+@pytest.mark.slow  # renders every preset
 def test_demo_keeps_what_the_user_kept_in_its_preset_folders(tmp_path, untrained_package, capsys):
     out = tmp_path / "demo"
     files = user_files(tmp_path, out / "gnuboard5")
@@ -132,6 +133,7 @@ def tiny_data(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # renders and trains
 def test_a_finished_training_run_keeps_the_users_files_in_its_folder_and_beside_it(tiny_data, tmp_path):
     run = tmp_path / "run"
     files = user_files(tmp_path, run)
@@ -145,6 +147,7 @@ def test_a_finished_training_run_keeps_the_users_files_in_its_folder_and_beside_
     assert_kept(files)
 
 
+@pytest.mark.slow  # renders and trains
 def test_a_finished_finetune_keeps_the_users_files_in_its_folder_and_beside_it(tiny_data, tmp_path):
     out = tmp_path / "ft"
     files = user_files(tmp_path, out)
@@ -155,6 +158,7 @@ def test_a_finished_finetune_keeps_the_users_files_in_its_folder_and_beside_it(t
     assert_kept(files)
 
 
+@pytest.mark.slow  # renders
 def test_generate_keeps_the_users_files_in_its_folder_and_beside_it(tmp_path, capsys):
     out = tmp_path / "data"
     files = user_files(tmp_path, out)

@@ -48,7 +48,9 @@ def test_gray_jpeg_and_gif_inputs_are_read(package, captcha):
     for fmt in ("JPEG", "GIF", "PNG"):
         buf = io.BytesIO()
         Image.fromarray(gray).save(buf, format=fmt)
-        assert isinstance(solver.read(buf.getvalue()).text, str)
+        # Read as the file's own pixels are, gray spread to three channels.
+        decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L"))
+        assert solver.read(buf.getvalue()) == solver.read(np.repeat(decoded[..., None], 3, -1)), fmt
     assert solver.read(gray).text == solver.read(gray[..., None]).text
     other_size = np.asarray(Image.fromarray(rgb).resize((200, 90)))
     readings = solver.read_batch([rgb, other_size, rgb])
@@ -94,8 +96,20 @@ def test_cli_reports_bad_files_continues_and_exits_nonzero(package, captcha, tmp
     assert code == 1
     assert "broken.jpg" in err
     line = json.loads(out.strip().splitlines()[-1])
-    assert line["file"] == str(path) and isinstance(line["glyphs"], list)
+    # The CLI prints the reading's own JSON form, which a server answers with too.
+    assert line == {"file": str(path), **Solver(package).read(path).to_json()}
     assert (tmp_path / "d.png").is_file()
+
+
+def test_a_reading_in_json_rounds_what_no_one_reads_and_keeps_a_missing_box_null():
+    import kdetect
+
+    reading = kdetect.Reading("7a", 0.123456, (kdetect.Glyph("7", 0.987654, (1.04, 2.0, 30.26, 40.0)),
+                                               kdetect.Glyph("a", 0.125, None)))
+    assert json.loads(json.dumps(reading.to_json())) == {
+        "text": "7a", "confidence": 0.1235,
+        "glyphs": [{"char": "7", "score": 0.9877, "box": [1.0, 2.0, 30.3, 40.0]},
+                   {"char": "a", "score": 0.125, "box": None}]}
 
 
 def test_symbols_outside_the_charset_are_refused(package, captcha):

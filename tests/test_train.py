@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,10 @@ from kdetect.cli import main
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
 from kdetect.detector.config import ModelConfig
+from kdetect.serving.solver import Solver
+
+# Every test here trains (on captchas the PHP renderer draws first): the quick run leaves them out.
+pytestmark = pytest.mark.slow
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
@@ -53,7 +56,11 @@ def test_generate_train_solve(data, tmp_path, capsys):
     assert capsys.readouterr().out.startswith(str(image))
     assert main(["eval", str(data / "test"), "--json", "--model", str(package)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["images"] == 8 and 0.0 <= result["accuracy"] <= 1.0 and "by_length" in result
+    truths = [json.loads(line) for line in (data / "test" / "annotations.jsonl").open()]
+    solver = Solver(package)
+    right = sum(solver.solve(data / "test" / t["file"]) == t["text"] for t in truths)
+    assert result["images"] == 8 and result["accuracy"] == pytest.approx(right / 8)
+    assert sum(r["images"] for r in result["by_length"].values()) == 8
     assert main(["eval", str(data / "test"), "--json", "--no-alphabet-guess", "--model", str(package)]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 8
     assert main(["demo", "--model", str(package), "--count", "1", "--seed", "5", "--out", str(tmp_path / "demo")]) == 0
@@ -87,28 +94,29 @@ def test_packaging_before_the_first_epoch_says_so(data, tmp_path, capsys):
     assert "after the first epoch" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_killed_training_resumes_from_its_last_epoch(data, tmp_path):
     config = train_config(data, tmp_path / "run", epochs=3, steps_per_epoch=2)
-    cmd = [sys.executable, "-m", "kdetect.cli", "train", str(config)]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = tmp_path / "run" / "backup" / "training_metadata.json"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    # The metadata is the backup's last file: a moment for it to be flushed, and no longer, or the
-    # kill may land in the next epoch's backup.
-    time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "run" / "model").exists(), "training finished before it could be killed"
-    subprocess.run(cmd, env=ENV, check=True, capture_output=True)
+    # Killed at a known point, not after a guessed delay: the moment the first epoch's backup is
+    # written whole, the process kills itself, as a kill -9 there would.
+    killed = (
+        "import os, signal, sys, keras\n"
+        "from kdetect.cli import main\n"
+        "backup = keras.callbacks.BackupAndRestore.on_epoch_end\n"
+        "def then_die(self, epoch, logs=None):\n"
+        "    backup(self, epoch, logs)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "keras.callbacks.BackupAndRestore.on_epoch_end = then_die\n"
+        f"sys.exit(main(['train', {str(config)!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", killed], env=ENV, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not (tmp_path / "run" / "model").exists()
+    subprocess.run([sys.executable, "-m", "kdetect.cli", "train", str(config)], env=ENV, check=True, capture_output=True)
     summary = json.loads((tmp_path / "run" / "model" / "training.json").read_text())
-    assert summary["epochs_run_this_session"] < 3
+    assert summary["epochs_run_this_session"] == 2
     assert summary["epochs_run"] == 3
 
 
-@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(data, tmp_path):
     config = train_config(data, tmp_path / "run", batch_size=8)
     script = (
@@ -128,7 +136,6 @@ def test_mirrored_strategy_on_two_logical_cpus(data, tmp_path):
 def test_train_glyphs_pairs_a_reader_with_a_detector(data, tmp_path, untrained_package, capsys):
     """kdetect train-glyphs: a few steps on crops, the thresholds tuned, a two-stage package that reads."""
     from kdetect.package import load_glyph_reader
-    from kdetect.serving.solver import Solver
 
     config = tmp_path / "glyphs.json"
     config.write_text(json.dumps({"train_data": str(data / "train"), "val_data": str(data / "val"),
@@ -138,27 +145,21 @@ def test_train_glyphs_pairs_a_reader_with_a_detector(data, tmp_path, untrained_p
     assert "two-stage package" in capsys.readouterr().out
     package = tmp_path / "run" / "model"
     reader, gcfg = load_glyph_reader(package)
-    assert reader.count_params() > 100_000 and 0 < gcfg.reject_threshold <= 1
+    assert reader.count_params() > 100_000
     training = json.loads((package / "training.json").read_text())["glyph_reader"]
-    assert training["train_images"] == 96 and 0 <= training["val_string_accuracy"] <= 1
+    # The thresholds it tuned are the ones the package reads with.
+    assert (gcfg.proposal_threshold, gcfg.reject_threshold) == (training["proposal_threshold"], training["reject_threshold"])
+    assert training["train_images"] == 96 and training["val_images"] == 16
     assert isinstance(Solver(package).solve(data / "test" / "0000000.jpg"), str)
     # Run again, the finished run is packaged anew, not trained again.
     assert main(["train-glyphs", str(config), "--detector", str(untrained_package(0))]) == 0
     assert len((tmp_path / "run" / "val_history.jsonl").read_text().splitlines()) == 1
 
-    # A reader with centre offsets, started from that package's reader, the offset head trained
-    # alone: it reads as that reader read.
-    offsets = tmp_path / "offsets.json"
-    offsets.write_text(json.dumps({"train_data": str(data / "train"), "val_data": str(data / "val"),
-                                   "out_dir": str(tmp_path / "run2"), "epochs": 1, "steps_per_epoch": 2,
-                                   "batch_size": 32, "val_images": 16, "warmup_steps": 1, "offset_only": True,
-                                   "glyphs": {"centre_offset": True}, "init_from": str(package)}))
-    assert main(["train-glyphs", str(offsets), "--detector", str(untrained_package(0))]) == 0
-    second, second_cfg = load_glyph_reader(tmp_path / "run2" / "model")
-    assert second_cfg.centre_offset and second.output_shape == (None, gcfg.num_classes + 1)
-    for name in ("g1", "g4", "g_dense", "g_logits"):
-        for a, b in zip(second.get_layer(name).get_weights(), reader.get_layer(name).get_weights()):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    summary = json.loads((tmp_path / "run2" / "model" / "training.json").read_text())["glyph_reader"]
-    assert summary["init_from"] == str(package) and summary["val_offset_error"] >= 0
-    assert isinstance(Solver(tmp_path / "run2" / "model").solve(data / "test" / "0000000.jpg"), str)
+    # A reader started from that package's starts with its weights, layer by layer.
+    from kdetect.glyphs.model import build_glyph_reader
+    from kdetect.training.glyphs import start_from
+
+    fresh = build_glyph_reader(gcfg)
+    start_from(fresh, str(package))
+    for a, b in zip(fresh.get_weights(), reader.get_weights()):
+        np.testing.assert_array_equal(a, b)

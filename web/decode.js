@@ -286,9 +286,7 @@ export function decodeClassifier(output, meta) {
 // The second stage (kdetect/glyphs/decode.py), where meta.glyphs describes a glyph reader:
 // proposals() gives the detector's glyphs down to the reader's proposal threshold, cropCentres()
 // the columns the reader crops around, and refine() keeps and names the glyphs from the
-// reader's probabilities (the last class of each row: no glyph centred there). A reader with
-// centre offsets (glyphs.centre_offset) adds one more column: where its glyph's centre lies, in
-// columns from the crop's; glyphs whose centres meet are one glyph boxed twice.
+// reader's probabilities (the last class of each row: no glyph centred there).
 
 /** The detector's proposals for the glyph reader: its candidates down to
  * min(score_threshold, glyphs.proposal_threshold) (and the length floor, with a known answer
@@ -296,9 +294,7 @@ export function decodeClassifier(output, meta) {
 export function proposals(outputs, meta, imageWidth, imageHeight, { length } = {}) {
   const answerLength = length ?? meta.answer_length ?? null;
   const threshold = scoreFloor(Math.min(meta.score_threshold, meta.glyphs.proposal_threshold), answerLength);
-  const proposing = {
-    ...meta, score_threshold: threshold, answer_length: null, nms_iou: meta.glyphs.proposal_nms_iou || meta.nms_iou,
-  };
+  const proposing = { ...meta, score_threshold: threshold, answer_length: null };
   const { reading, classProbs } = decodeWithClasses(outputs, proposing, imageWidth, imageHeight, { guessAlphabet: false });
   return { ...reading, classProbs };
 }
@@ -328,35 +324,19 @@ export function cropCentres(proposal, imageWidth, meta) {
   return centres;
 }
 
-/** Values per crop the glyph reader gives: C + 1 classes, and a centre offset where it has them. */
-function readerWidth(g) {
-  return g.charset.length + 1 + (g.centre_offset ? 1 : 0);
-}
-
-/** The glyph reader's outputs ({data, shape [K, readerWidth]} or nested) -> rows [count][C + 1]
- * combined with the detector's (decode.py first_look), the indices the reject threshold keeps,
- * and each crop's centre offset (null without them). */
+/** The glyph reader's outputs ({data, shape [K, C + 1]} or nested) -> rows [count][C + 1]
+ * combined with the detector's (decode.py first_look), and the indices the reject threshold keeps. */
 function firstLook(proposal, probs, meta) {
   const g = meta.glyphs;
   const { data, shape } = flatOutput(probs, 2, '[glyphs, classes]');
   const C = g.charset.length;
-  const W = readerWidth(g);
-  if (shape[1] !== W) throw new Error(`glyph reader output [${shape}] needs ${W} values per glyph`);
+  if (shape[1] !== C + 1) throw new Error(`glyph reader output [${shape}] needs ${C + 1} values per glyph`);
   const count = Math.min(proposal.glyphs.length, g.max_glyphs, shape[0]);
-  const all = combine(Array.from({ length: count }, (_, k) => Array.from(data.slice(k * W, k * W + C + 1))),
+  const all = combine(Array.from({ length: count }, (_, k) => Array.from(data.slice(k * (C + 1), (k + 1) * (C + 1)))),
     proposal.classProbs, g.detector_weight ?? 0);
-  const offsets = g.centre_offset ? Array.from({ length: count }, (_, k) => data[k * W + C + 1]) : null;
   const kept = [];
   for (let k = 0; k < count; k += 1) if (all[k][C] < g.reject_threshold) kept.push(k);
-  return { all, kept, C, offsets };
-}
-
-/** Glyphs in order of preference and their centres -> those kept when each one whose centre lies
- * under `distance` from a glyph kept before it is the same glyph boxed twice (decode.py merged). */
-function merged(order, centres, distance) {
-  const kept = [];
-  for (const k of order) if (kept.every((j) => Math.abs(centres[k] - centres[j]) >= distance)) kept.push(k);
-  return kept;
+  return { all, kept, C };
 }
 
 /** Where a second look reads, in columns from the first: +s, -s, +2s, -2s, ... */
@@ -389,10 +369,10 @@ export function relookCentres(proposal, probs, columns, meta, { length } = {}) {
   return { columns: out, slots };
 }
 
-/** The second look's outputs ({data, shape [M, readerWidth]} or nested) and relookCentres' slots
+/** The second look's outputs ({data, shape [M, C + 1]} or nested) and relookCentres' slots
  * -> rows by slot (a Map), for refine's `second`. */
 export function secondLooks(probs, slots, meta) {
-  const W = readerWidth(meta.glyphs);
+  const W = meta.glyphs.charset.length + 1;
   const { data } = flatOutput(probs, 2, '[glyphs, classes]');
   return new Map(slots.map((slot, i) => [slot, Array.from(data.slice(i * W, (i + 1) * W))]));
 }
@@ -402,26 +382,21 @@ export function secondLooks(probs, slots, meta) {
  * a batch of 1 allowed) -> {text, confidence, glyphs}. With a known answer length (options, else
  * meta.answer_length) the `length` crops likeliest to hold a glyph are kept. Without one,
  * options.columns (cropCentres') and options.second (secondLooks') give the second look at the
- * dropped proposals (decode.py relook); with centre offsets, columns also place the glyphs, so
- * that two that meet are merged. */
+ * dropped proposals (decode.py relook); columns also order the glyphs, where a second look moved one. */
 export function refine(proposal, probs, meta, { guessAlphabet: guess = true, length, columns, second } = {}) {
   const answerLength = length ?? meta.answer_length ?? null;
   const g = meta.glyphs;
-  const { all, kept: firstKept, C, offsets: glyphOffsets } = firstLook(proposal, probs, meta);
+  const { all, kept: firstKept, C } = firstLook(proposal, probs, meta);
   const count = all.length;
   const none = (k) => all[k][C];
-  const centres = columns ? Array.from({ length: count }, (_, k) => columns[k] + (glyphOffsets ? glyphOffsets[k] : 0)) : null;
-  const merging = glyphOffsets !== null && centres !== null;
+  const centres = columns ? Array.from({ length: count }, (_, k) => columns[k]) : null;
   let kept = firstKept;
   if (answerLength !== null) {
     // Array.prototype.sort is stable, as numpy's argsort(kind="stable").
-    let order = Array.from({ length: count }, (_, k) => k).sort((a, b) => none(a) - none(b));
-    if (merging) order = merged(order, centres, g.merge_distance);
+    const order = Array.from({ length: count }, (_, k) => k).sort((a, b) => none(a) - none(b));
     kept = order.slice(0, answerLength).sort((a, b) => a - b);
   } else if (second && columns && relookOffsets(g).length) {
     const offsets = relookOffsets(g);
-    // With offsets the centres say where each glyph is; without, only where it was read.
-    const separation = glyphOffsets ? g.merge_distance : g.relook_separation;
     const placed = [...kept];
     for (let k = 0; k < count; k += 1) {
       if (placed.includes(k)) continue;
@@ -432,12 +407,11 @@ export function refine(proposal, probs, meta, { guessAlphabet: guess = true, len
         const [row] = combine([raw.slice(0, C + 1)], proposal.classProbs ? [proposal.classProbs[k]] : null,
           g.detector_weight ?? 0);
         if (row[C] < g.reject_threshold) {
-          const centre = column + (glyphOffsets ? raw[C + 1] : 0);
           // A glyph there that a kept one already stands on means this box was doubled.
-          if (placed.every((c) => Math.abs(centre - centres[c]) >= separation)) {
+          if (placed.every((c) => Math.abs(column - centres[c]) >= g.relook_separation)) {
             placed.push(k);
             all[k] = row;
-            centres[k] = centre;
+            centres[k] = column;
           }
           break;
         }
@@ -445,8 +419,7 @@ export function refine(proposal, probs, meta, { guessAlphabet: guess = true, len
     }
     kept = placed;
   }
-  if (merging && answerLength === null) kept = merged([...kept].sort((a, b) => none(a) - none(b)), centres, g.merge_distance);
-  // Left to right by where each glyph is (without columns, kept is in proposal order).
+  // Left to right by where each glyph was read (without columns, kept is in proposal order).
   if (centres) kept = [...kept].sort((a, b) => centres[a] - centres[b] || a - b);
   const rows = kept.map((k) => all[k].slice(0, C));
   let symbols = null;

@@ -41,22 +41,6 @@ class GlyphConfig(JsonConfig):
     relook_step: int = 3
     relook_steps: int = 2
     relook_separation: int = 10
-    # The reader also says where its glyph's centre lies, in columns from its crop's centre (the
-    # last output). Kept glyphs whose centres (column + offset) lie under merge_distance apart
-    # are then one glyph boxed twice, and a second look's find is new where no kept centre lies
-    # that close; two packed glyphs the detector boxed 6 columns apart stay two.
-    centre_offset: bool = False
-    merge_distance: float = 4.0
-    # The IoU over which the detector's NMS merges proposals (None: the detector's own nms_iou).
-    # A looser one lets packed pairs through; with centre offsets the doubled boxes it also lets
-    # through are merged again.
-    proposal_nms_iou: float | None = None
-    # How tightly a crop must sit on its glyph to read as it: the label distances of training
-    # (kdetect/glyphs/samples.py) times this. At 1 a crop up to ~5 columns off a narrow glyph
-    # still reads as it, which forgives a detector box that is off; under 1 the reader says "no
-    # glyph" a few columns off every glyph, so it drops the doubled boxes a looser proposal NMS
-    # lets through and keeps two packed 1s 6 columns apart as two.
-    centring: float = 1.0
 
     @property
     def relook_offsets(self) -> list[int]:
@@ -67,11 +51,6 @@ class GlyphConfig(JsonConfig):
     def num_classes(self) -> int:
         """The charset's classes and one more: no glyph centred here."""
         return len(self.charset) + 1
-
-    @property
-    def num_outputs(self) -> int:
-        """Per crop: the classes, and with centre_offset the offset of its glyph's centre."""
-        return self.num_classes + int(self.centre_offset)
 
     def validate(self) -> None:
         # The reader is built at this size: a crafted glyphs.json must not ask for gigabytes.
@@ -93,11 +72,5 @@ class GlyphConfig(JsonConfig):
             raise ConfigError(f"relook_steps must lie between 0 and 4, not {self.relook_steps}")
         if not 0 <= self.relook_separation <= self.input_width:
             raise ConfigError(f"relook_separation must lie between 0 and the input width, not {self.relook_separation}")
-        if not 0.0 <= self.merge_distance <= self.crop_width:
-            raise ConfigError(f"merge_distance must lie between 0 and the crop width, not {self.merge_distance}")
-        if not 0.3 <= self.centring <= 2.0:
-            raise ConfigError(f"centring must lie between 0.3 and 2, not {self.centring}")
-        if self.proposal_nms_iou is not None and not 0.0 < self.proposal_nms_iou <= 1.0:
-            raise ConfigError(f"proposal_nms_iou must lie in (0, 1] or be null, not {self.proposal_nms_iou}")
         if len(set(self.charset)) != len(self.charset):
             raise ConfigError("charset has repeated characters")

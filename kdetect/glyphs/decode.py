@@ -4,10 +4,8 @@ The detector's candidates down to proposal_threshold go through its usual NMS; t
 reader then reads a crop around each: "no glyph here" drops it (a doubled or partial box), and
 otherwise its class probabilities, weighed with the detector's, name the glyph. A dropped
 proposal gets a second look a few columns either side (the detector's centre may be off), and
-comes back if a glyph is there that no kept glyph already stands on. A reader with centre offsets
-says where each glyph's centre lies: kept glyphs whose centres meet are one glyph boxed twice,
-and the likelier stays. The alphabet guess runs on the kept glyphs' probabilities. NumPy only;
-web/decode.js mirrors it.
+comes back if a glyph is there that no kept glyph already stands on. The alphabet guess runs
+on the kept glyphs' probabilities. NumPy only; web/decode.js mirrors it.
 """
 
 from __future__ import annotations
@@ -25,9 +23,9 @@ from kdetect.readings import Glyph, Reading, symbol_mask
 
 def proposing_config(cfg: ModelConfig, gcfg: GlyphConfig, threshold: float | None = None) -> ModelConfig:
     """The detector's config as it proposes glyphs to the reader: its score threshold down to
-    the reader's proposal threshold (or `threshold`), and the reader's proposal NMS where it has one."""
+    the reader's proposal threshold (or `threshold`)."""
     lowest = min(cfg.score_threshold, gcfg.proposal_threshold if threshold is None else threshold)
-    return dataclasses.replace(cfg, score_threshold=lowest, nms_iou=gcfg.proposal_nms_iou or cfg.nms_iou)
+    return dataclasses.replace(cfg, score_threshold=lowest)
 
 
 def crop_centres(proposals: list[Reading], image_sizes: list[tuple[int, int]], gcfg: GlyphConfig) -> np.ndarray:
@@ -40,24 +38,6 @@ def crop_centres(proposals: list[Reading], image_sizes: list[tuple[int, int]], g
         for k, glyph in enumerate(reading.glyphs[:gcfg.max_glyphs]):
             centres[i, k] = int(np.floor((glyph.box[0] + glyph.box[2]) / 2 * gcfg.input_width / width + 0.5))
     return centres
-
-
-def split_offsets(readings: np.ndarray, gcfg: GlyphConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """The reader's outputs [..., num_outputs] -> (class probabilities [..., C + 1], each crop's
-    glyph centre in columns from the crop's [...], or None for a reader without centre offsets)."""
-    if not gcfg.centre_offset:
-        return readings, None
-    return readings[..., :gcfg.num_classes], readings[..., gcfg.num_classes]
-
-
-def merged(order: list[int], centres: np.ndarray, distance: float) -> list[int]:
-    """Glyphs in order of preference and their centres -> those kept when each one whose centre
-    lies under `distance` from a glyph kept before it is the same glyph boxed twice."""
-    kept: list[int] = []
-    for k in order:
-        if all(abs(centres[k] - centres[j]) >= distance for j in kept):
-            kept.append(k)
-    return kept
 
 
 def combine(probs: np.ndarray, detector_probs: np.ndarray | None, weight: float) -> np.ndarray:
@@ -82,7 +62,7 @@ def first_look(probs: np.ndarray, detector_probs: np.ndarray | None, count: int,
 def dropped(proposal: Reading, probs: np.ndarray, gcfg: GlyphConfig, detector_probs: np.ndarray | None = None) -> np.ndarray:
     """Indices of the proposals the first look drops: the ones a second look reads again."""
     count = min(len(proposal.glyphs), gcfg.max_glyphs)
-    _, kept = first_look(split_offsets(probs, gcfg)[0], detector_probs, count, gcfg)
+    _, kept = first_look(probs, detector_probs, count, gcfg)
     return np.setdiff1d(np.arange(count), kept)
 
 
@@ -110,16 +90,12 @@ def second_looks(probs: np.ndarray, slots: list[np.ndarray], count: int, gcfg: G
 
 
 def relook(probs: np.ndarray, kept: np.ndarray, columns: np.ndarray, second: np.ndarray,
-           detector_probs: np.ndarray | None, gcfg: GlyphConfig,
-           centres: np.ndarray | None = None, second_offsets: np.ndarray | None = None) -> tuple[list[int], np.ndarray, np.ndarray]:
+           detector_probs: np.ndarray | None, gcfg: GlyphConfig) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Second looks at the dropped proposals, left to right -> (the kept proposals, the combined
-    probabilities with second looks in place, each proposal's glyph centre). A glyph found by a
-    second look keeps its proposal's box. centres [K] and second_offsets [K, L]: where a reader
-    with centre offsets puts each glyph (else the columns read)."""
+    probabilities with second looks in place, the column each proposal's glyph was read at). A
+    glyph found by a second look keeps its proposal's box."""
     probs = probs.copy()
-    centres = np.asarray(columns if centres is None else centres, float).copy()
-    # With offsets the centres say where each glyph is; without, only where it was read.
-    separation = gcfg.relook_separation if second_offsets is None else gcfg.merge_distance
+    centres = np.asarray(columns, float).copy()
     placed = [int(k) for k in kept]
     for k in range(len(probs)):
         if k in placed:
@@ -131,11 +107,10 @@ def relook(probs: np.ndarray, kept: np.ndarray, columns: np.ndarray, second: np.
             row = combine(second[k, j][None], None if detector_probs is None else detector_probs[k][None],
                           gcfg.detector_weight)[0]
             if row[-1] < gcfg.reject_threshold:
-                centre = column + (0.0 if second_offsets is None else float(second_offsets[k, j]))
                 # A glyph there that a kept one already stands on means this box was doubled.
-                if all(abs(centre - centres[c]) >= separation for c in placed):
+                if all(abs(column - centres[c]) >= gcfg.relook_separation for c in placed):
                     placed.append(k)
-                    probs[k], centres[k] = row, centre
+                    probs[k], centres[k] = row, column
                 break
     return placed, probs, centres
 
@@ -144,33 +119,24 @@ def refine(proposal: Reading, probs: np.ndarray, gcfg: GlyphConfig, alphabets: t
            symbols: str | None = None, guess: bool = True, length: int | None = None,
            detector_probs: np.ndarray | None = None, columns: np.ndarray | None = None,
            second: np.ndarray | None = None) -> Reading:
-    """One image's proposals (left to right) and the glyph reader's outputs for their crops
-    [K, num_outputs] -> the Reading. symbols fix the alphabet; else, with guess, the training
+    """One image's proposals (left to right) and the glyph reader's probabilities for their crops
+    [K, C + 1] -> the Reading. symbols fix the alphabet; else, with guess, the training
     alphabet the kept glyphs point to is used. With a known answer length, the `length` crops
     likeliest to hold a glyph are kept instead of those under the reject threshold.
     detector_probs [K, C]: the detector's class probabilities for the proposals (see combine).
-    columns [K] (the first look's) and second [K, L, num_outputs] (second_looks): the second
-    look at dropped proposals, without a known length; with centre offsets, columns also place
-    the glyphs, so that two that meet are merged."""
+    columns [K] (the first look's) and second [K, L, C + 1] (second_looks): the second look at
+    dropped proposals, without a known length; columns also order the glyphs, where a second
+    look moved one."""
     count = min(len(proposal.glyphs), gcfg.max_glyphs)
-    probs, offsets = split_offsets(probs, gcfg)
     probs, kept = first_look(probs, detector_probs, count, gcfg)
-    centres = None
-    if columns is not None:
-        centres = np.asarray(columns[:count], float) + (0.0 if offsets is None else offsets[:count])
+    centres = None if columns is None else np.asarray(columns[:count], float)
     if length is not None:
         order = np.argsort(probs[:, -1], kind="stable").tolist()
-        if offsets is not None and centres is not None:
-            order = merged(order, centres, gcfg.merge_distance)
         kept = np.sort(np.asarray(order[:length], int))
     elif second is not None and columns is not None and gcfg.relook_steps:
-        second, second_offsets = split_offsets(second, gcfg)
-        placed, probs, centres = relook(probs, kept, columns[:count], second, detector_probs, gcfg,
-                                        centres, second_offsets)
+        placed, probs, centres = relook(probs, kept, columns[:count], second, detector_probs, gcfg)
         kept = np.asarray(placed, int)
-    if offsets is not None and centres is not None and length is None:
-        kept = np.asarray(merged(sorted(kept.tolist(), key=lambda k: probs[k, -1]), centres, gcfg.merge_distance), int)
-    if centres is not None:  # left to right by where each glyph is (else kept is in proposal order)
+    if centres is not None:  # left to right by where each glyph was read (else kept is in proposal order)
         kept = np.asarray(sorted(kept.tolist(), key=lambda k: (centres[k], k)), int)
     chars = probs[kept, :-1]
     if symbols is None and guess and alphabets and len(kept):

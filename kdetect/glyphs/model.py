@@ -48,63 +48,34 @@ class PerImage(layers.Layer):
         return ops.reshape(values, (ops.shape(centres)[0], ops.shape(centres)[1], values.shape[-1]))
 
 
-# The offset output counts in units of this many columns, so that it starts out in the
-# range glyphs are found over (a crop's glyph lies up to ~12 columns from its centre).
-OFFSET_UNIT = 8.0
-
-
 class ReaderOutputs(layers.Layer):
-    """The reader's raw outputs [N, classes (+ offset)] -> class probabilities, the offset (in
-    columns) passed through after them."""
-
-    def __init__(self, num_classes: int, **kwargs):
-        super().__init__(**kwargs)
-        self.num_classes = num_classes
+    """The reader's logits [N, classes] -> class probabilities."""
 
     def call(self, outputs):
-        probs = ops.softmax(outputs[:, :self.num_classes], axis=-1)
-        if outputs.shape[-1] == self.num_classes:
-            return probs
-        return ops.concatenate([probs, outputs[:, self.num_classes:]], axis=-1)
+        return ops.softmax(outputs, axis=-1)
 
 
 def build_glyph_reader(cfg: GlyphConfig) -> keras.Model:
-    """Crops [N, input_height, crop_width, 3] in 0..1 -> logits [N, charset + 1] (the last: no
-    glyph), and with cfg.centre_offset one more column: the glyph's centre in columns from the crop's."""
+    """Crops [N, input_height, crop_width, 3] in 0..1 -> logits [N, charset + 1] (the last: no glyph)."""
     crops = keras.Input((cfg.input_height, cfg.crop_width, 3), name="crops")
     x = crops
     # One conv per resolution: every captcha's few crops must cost less than its detection.
     for i, filters in enumerate((24, 48, 96)):
         x = layers.LeakyReLU(0.1)(layers.Conv2D(filters, 3, padding="same", name=f"g{i + 1}")(x))
         x = layers.MaxPooling2D(2)(x)
-        if i == 1:
-            fine = x  # every 4th column: where a glyph sits, before the deeper layers blur it
     x = layers.LeakyReLU(0.1)(layers.Conv2D(128, 3, padding="same", name="g4")(x))
     # Flattened, not pooled: where a stroke sits relative to the centre is the point.
     x = layers.Flatten()(x)
     x = layers.LeakyReLU(0.1)(layers.Dense(128, name="g_dense")(x))
     logits = layers.Dense(cfg.num_classes, name="g_logits")(x)
-    if cfg.centre_offset:
-        logits = layers.Concatenate(name="g_outputs")([logits, centre_offset(fine, x)])
     return keras.Model(crops, logits, name="glyph_reader")
-
-
-def centre_offset(fine, features):
-    """The offset head: the class head learns to read a glyph the same a few columns either way,
-    so where it lies comes from the finer layer too, as a profile along the columns."""
-    f = layers.LeakyReLU(0.1)(layers.Conv2D(32, 3, padding="same", name="g_offset_conv")(fine))
-    profile = layers.Flatten()(layers.MaxPooling2D((f.shape[1], 1), name="g_offset_profile")(f))
-    h = layers.Concatenate()([features, profile])
-    h = layers.LeakyReLU(0.1)(layers.Dense(64, name="g_offset_dense")(h))
-    return layers.Rescaling(OFFSET_UNIT, name="g_offset_columns")(layers.Dense(1, name="g_offset")(h))
 
 
 def serving_glyph_reader(reader: keras.Model, cfg: GlyphConfig, dtype: str = "float32") -> keras.Model:
     """RGB images [B, H, W, 3] of any size, 0..255, and crop centres [B, K] in the detector's
-    input columns -> class probabilities [B, K, charset + 1] (and with cfg.centre_offset each
-    glyph's centre offset, in columns, after them)."""
+    input columns -> class probabilities [B, K, charset + 1]."""
     image = keras.Input((None, None, 3), dtype=dtype, name="image")
     centres = keras.Input((None,), dtype="int32", name="centres")
     crops = CropColumns(cfg.crop_width, name="crop")(preprocess(image, cfg), centres)  # [B * K, H, w, 3]
-    probs = ReaderOutputs(cfg.num_classes, name="probs")(reader(crops, training=False))
+    probs = ReaderOutputs(name="probs")(reader(crops, training=False))
     return keras.Model([image, centres], PerImage(name="per_image")(probs, centres), name="kdetect_glyphs_serving")

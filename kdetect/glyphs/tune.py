@@ -1,5 +1,4 @@
-"""The glyph reader's thresholds (whether it takes a second look, and with centre offsets how
-near two glyphs' centres must lie to merge), chosen on held-out
+"""The glyph reader's thresholds (and whether it takes a second look), chosen on held-out
 captchas by whole-answer accuracy.
 
 Proposals at a higher threshold are exactly the lower threshold's proposals that score over
@@ -23,7 +22,6 @@ from kdetect.readings import Reading
 
 PROPOSAL_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25)
 REJECT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-MERGE_DISTANCES = (3.0, 4.0, 5.0, 6.0)
 
 
 def stronger(proposal: Reading, probs: np.ndarray, detector_probs: np.ndarray, columns: np.ndarray,
@@ -38,10 +36,9 @@ def stronger(proposal: Reading, probs: np.ndarray, detector_probs: np.ndarray, c
 def tune_glyph_thresholds(images: Sequence[np.ndarray], texts: Sequence[str], cfg: ModelConfig, gcfg: GlyphConfig,
                           detect: Callable[[np.ndarray], list[np.ndarray]],
                           read_glyphs: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[GlyphConfig, float]:
-    """The (proposal, reject) thresholds, with and without gcfg's second look (and with centre
-    offsets the merge distance), that read the most
-    answers right -> (config, accuracy); gcfg's own settings win ties. images: uint8 [H, W, 3]; detect and read_glyphs run the two
-    networks on a batch of same-sized images."""
+    """The (proposal, reject) thresholds, with and without gcfg's second look, that read the most
+    answers right -> (config, accuracy); gcfg's own settings win ties. images: uint8 [H, W, 3];
+    detect and read_glyphs run the two networks on a batch of same-sized images."""
     lowest = proposing_config(cfg, gcfg, min(PROPOSAL_THRESHOLDS + (gcfg.proposal_threshold,)))
     by_size: dict[tuple[int, ...], list[int]] = {}
     for i, image in enumerate(images):
@@ -65,11 +62,10 @@ def tune_glyph_thresholds(images: Sequence[np.ndarray], texts: Sequence[str], cf
         return right / max(len(texts), 1)
 
     best, best_accuracy = gcfg, accuracy(gcfg)
-    merge_distances = MERGE_DISTANCES if gcfg.centre_offset else (gcfg.merge_distance,)
-    for proposal_threshold, reject_threshold, relook_steps, merge_distance in itertools.product(
-            PROPOSAL_THRESHOLDS, REJECT_THRESHOLDS, sorted({0, gcfg.relook_steps}), merge_distances):
+    for proposal_threshold, reject_threshold, relook_steps in itertools.product(
+            PROPOSAL_THRESHOLDS, REJECT_THRESHOLDS, sorted({0, gcfg.relook_steps})):
         candidate = dataclasses.replace(gcfg, proposal_threshold=proposal_threshold, reject_threshold=reject_threshold,
-                                        relook_steps=relook_steps, merge_distance=merge_distance)
+                                        relook_steps=relook_steps)
         score = accuracy(candidate)
         if score > best_accuracy:
             best, best_accuracy = candidate, score

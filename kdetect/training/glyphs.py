@@ -27,11 +27,6 @@ from kdetect.training.loop import check_recipe, run_training
 from kdetect.training.packaging import attach_glyph_reader
 
 
-# A centre offset within this many columns counts as read right (glyphs boxed twice lie 3 to 6
-# columns apart; two packed glyphs 6 or more).
-OFFSET_TOLERANCE = 1.5
-
-
 @dataclass(frozen=True)
 class GlyphTrainConfig(JsonConfig):
     what = "glyph reader training config"
@@ -51,13 +46,8 @@ class GlyphTrainConfig(JsonConfig):
     seed: int = 0
     augment: float = 0.3
     ema_decay: float = 0.999
-    # How much the centre offset's Huber loss (in columns) counts beside the cross-entropy.
-    offset_weight: float = 0.1
-    # Train the centre offset head alone, on the reader init_from gives, left as it is: the
-    # offsets then cost the reader nothing of what it reads.
-    offset_only: bool = False
     # A package with a glyph reader to start from: its layers start this reader's layers of the
-    # same name and shape (a reader given centre offsets keeps what the old one learnt to read).
+    # same name and shape.
     init_from: str | None = None
     # A detector package to pair the reader with: the run then writes out_dir/model, a two-stage
     # package (kdetect.training.packaging.attach_glyph_reader). None: the reader's weights only.
@@ -70,39 +60,21 @@ class GlyphTrainConfig(JsonConfig):
 
     def validate(self) -> None:
         check_recipe(self)
-        if self.offset_only and not (self.glyphs.centre_offset and self.init_from):
-            raise ConfigError("offset_only trains the centre offset head of the reader init_from names: "
-                              "set glyphs.centre_offset to true and init_from to a two-stage package")
-        if not 0.0 <= self.offset_weight <= 10.0:
-            raise ConfigError(f"offset_weight must lie between 0 and 10, not {self.offset_weight}")
 
 
 def validation_crops(tc: GlyphTrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out captchas' crops and their targets (class, offset), the same ones every epoch."""
+    """The held-out captchas' crops and their classes, the same ones every epoch."""
     ds = crop_dataset(read_dataset(tc.val_data).take(tc.val_images), tc.glyphs, seed=12345, batch_size=512,
                       shuffle=1, whole_batches=False)
-    crops, targets = zip(*ds.as_numpy_iterator())
-    return np.concatenate(crops), np.concatenate(targets)
+    crops, labels = zip(*ds.as_numpy_iterator())
+    return np.concatenate(crops), np.concatenate(labels)
 
 
-def crop_scores(reader: keras.Model, crops: np.ndarray, targets: np.ndarray, num_classes: int) -> dict:
-    """The reader's scores on crops and their targets (class, offset), from one pass over them:
-    - crop_accuracy: the share of the crops with a class whose class it reads right;
-    - read_right: the share read right, the class where a crop has one and with centre offsets
-      the offset within OFFSET_TOLERANCE columns where it has one (runs are kept by it);
-    - offset_error: with centre offsets, the median offset error in columns, else None."""
+def crop_accuracy(reader: keras.Model, crops: np.ndarray, labels: np.ndarray) -> float:
+    """The share of crops whose class (a glyph, or "no glyph") the reader reads right; runs are
+    kept by it."""
     outputs = reader.predict(crops, batch_size=1024, verbose=0)
-    labels = targets[:, 0]
-    has_class, has_offset = labels >= 0, np.isfinite(targets[:, 1])
-    class_right = outputs[:, :num_classes].argmax(-1) == labels
-    right = ~has_class | class_right
-    error = None
-    if outputs.shape[-1] > num_classes:
-        errors = np.abs(outputs[:, -1] - np.nan_to_num(targets[:, 1], nan=0.0))
-        right &= ~has_offset | (errors <= OFFSET_TOLERANCE)
-        error = float(np.median(errors[has_offset])) if has_offset.any() else None
-    return {"crop_accuracy": float(np.mean(class_right[has_class])), "read_right": float(np.mean(right)),
-            "offset_error": error}
+    return float(np.mean(outputs.argmax(-1) == labels))
 
 
 def start_from(reader: keras.Model, package: str) -> None:
@@ -133,10 +105,7 @@ class GlyphKind:
         reader = build_glyph_reader(self.tc.glyphs)
         if self.tc.init_from:
             start_from(reader, self.tc.init_from)
-        if self.tc.offset_only:
-            for layer in reader.layers:
-                layer.trainable = layer.name.startswith("g_offset")
-        reader.compile(optimizer=optimizer, loss=glyph_loss(self.tc.glyphs.num_classes, self.tc.offset_weight))
+        reader.compile(optimizer=optimizer, loss=glyph_loss(self.tc.glyphs.num_classes))
         return reader, reader
 
     def dataset(self) -> tf.data.Dataset:
@@ -146,7 +115,7 @@ class GlyphKind:
         return crop_dataset(examples, self.tc.glyphs, self.tc.seed, self.tc.batch_size)
 
     def accuracy(self, network: keras.Model) -> float:
-        return crop_scores(network, self.val_crops, self.val_labels, self.tc.glyphs.num_classes)["read_right"]
+        return crop_accuracy(network, self.val_crops, self.val_labels)
 
 
 def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: None, verbose: int = 1,
@@ -168,10 +137,7 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
     summary = {"train_data": tc.train_data, "train_images": manifest["images"], "train_seed": manifest["seed"],
                "val_data": tc.val_data, "val_crops": len(val_labels),
                "seed": tc.seed, **run}
-    scores = crop_scores(reader, val_crops, val_labels, tc.glyphs.num_classes)
-    summary.update(val_crop_accuracy=scores["crop_accuracy"], val_crops_read_right=scores["read_right"])
-    if tc.glyphs.centre_offset:
-        summary["val_offset_error"] = scores["offset_error"]
+    summary.update(val_crop_accuracy=crop_accuracy(reader, val_crops, val_labels))
     if tc.init_from:
         summary["init_from"] = tc.init_from
     if tc.detector:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,6 +154,13 @@ def finished(out: Path, best: Path, epochs: int) -> bool:
     return best.is_file() and len(read_history(out / HISTORY)) >= epochs
 
 
+def progress(verbose: int, stream=None) -> int:
+    """Keras's verbosity for fit: its progress bar (1) redraws in a terminal, but to a log file or
+    pipe it writes a line per step, so there one line per epoch (2) instead."""
+    stream = sys.stdout if stream is None else stream
+    return 2 if verbose == 1 and not (hasattr(stream, "isatty") and stream.isatty()) else verbose
+
+
 def run_training(tc: TrainingRecipe, kind: ModelKind, out: Path, log: Callable[[str], None] = lambda s: None,
                  verbose: int = 1, devices: list[str] | None = None, best_name: str = BEST) -> tuple[keras.Model, dict]:
     """Train kind's network in the run folder out, resuming from out/backup after a kill.
@@ -176,9 +184,16 @@ def run_training(tc: TrainingRecipe, kind: ModelKind, out: Path, log: Callable[[
     ]
     start, epochs_now = time.time(), 0
     if not finished(out, best, tc.epochs):
+        # shuffle=False: every kind's dataset shuffles itself, which fit's own shuffle cannot do.
         history = trainer.fit(kind.dataset(), epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
-                              callbacks=callbacks, verbose=verbose)
+                              callbacks=callbacks, verbose=progress(verbose), shuffle=False)
         epochs_now = len(history.history.get("loss", []))
+    optimizer = getattr(network, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        # A finished run trained nothing this session: the best file holds a built optimizer's
+        # state, which Keras would skip (with a warning) in an unbuilt one.
+        with strategy.scope():
+            optimizer.build(network.trainable_variables)
     network.load_weights(str(best))
     # A resumed run's total comes from its validation history, which survives the kill.
     return network, {"epochs_run": len(read_history(out / HISTORY)), "epochs_run_this_session": epochs_now,

@@ -1,4 +1,5 @@
-"""A research head (not served): glyph centres read column by column from the detector's features.
+"""A research head (not served, not installed: open issue 26 may continue it): glyph centres
+read column by column from the detector's features.
 
 The two-stage reader finds glyphs where the detector's boxes are, and the detector's NMS keeps
 one box where two 1s are packed 6 px apart (their boxes overlap past any threshold that also
@@ -21,7 +22,6 @@ from keras import layers
 from kdetect.detector.alphabet import guess_alphabet
 from kdetect.detector.config import ModelConfig
 from kdetect.detector.preprocess import preprocess
-from kdetect.glyphs.loss import glyph_loss
 from kdetect.readings import symbol_mask
 
 STRIDE = 4  # the centre head's cells, on the detector's stride-4 features
@@ -97,13 +97,28 @@ def centre_examples(examples: tf.data.Dataset, cfg: ModelConfig, batch_size: int
     return examples.map(one, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def huber(error, delta: float = 1.0):
+    """Squared under delta, linear over it: a cell far off a centre should not outweigh the rest."""
+    size = keras.ops.abs(error)
+    return keras.ops.where(size <= delta, 0.5 * keras.ops.square(error), delta * (size - 0.5 * delta))
+
+
 def centre_loss(num_classes: int, offset_weight: float) -> Callable:
-    """The glyph reader's loss (kdetect/glyphs/loss.py), cell by cell: [B, cells, 2] targets and
-    [B, cells, C + 2] outputs -> per cell loss [B * cells]."""
-    per_crop = glyph_loss(num_classes, offset_weight)
+    """Cell by cell: [B, cells, 2] targets (class, -1 for none; offset in px, NaN for none) and
+    [B, cells, C + 2] outputs (logits, offset) -> per cell loss [B * cells]: the cross-entropy
+    where a cell has a class, and offset_weight x a Huber loss where it has an offset."""
+    from kdetect.glyphs.loss import glyph_loss
+
+    cross_entropy = glyph_loss(num_classes)
 
     def loss(targets, outputs):
-        return per_crop(keras.ops.reshape(targets, (-1, 2)), keras.ops.reshape(outputs, (-1, num_classes + 1)))
+        targets = keras.ops.reshape(targets, (-1, 2))
+        outputs = keras.ops.reshape(outputs, (-1, num_classes + 1))
+        offset = targets[:, 1]
+        has_offset = keras.ops.isfinite(offset)
+        error = outputs[:, num_classes] - keras.ops.where(has_offset, offset, 0.0)
+        return (cross_entropy(targets[:, 0], outputs[:, :num_classes])
+                + offset_weight * huber(error) * keras.ops.cast(has_offset, outputs.dtype))
 
     return loss
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Research: train the column-by-column glyph centre head (kdetect/research/centres.py) on a
-frozen detector, or read test sets with it.
+"""Research: train the column-by-column glyph centre head (research/centres.py) on a
+frozen detector, or read test sets with it. Run from the repository root:
 
-    python tools/centre_head.py train --package kdetect/models/default --train data/mixw \\
+    python research/centre_head.py train --package kdetect/models/default --train data/mixw \\
         --val data/mixw-val --out runs/centres-44 [--epochs 10 --steps 500]
-    python tools/centre_head.py read --package kdetect/models/default --head runs/centres-44/head.npz \\
+    python research/centre_head.py read --package kdetect/models/default --head runs/centres-44/head.npz \\
         [--own-features] [--glyphs-from kdetect/models/default] SET_DIR [SET_DIR ...]
         (each SET_DIR holding preset folders with labels.tsv; --glyphs-from: the head places the
         glyphs, that package's glyph reader names them)
@@ -18,7 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kdetect.research import centres  # noqa: E402
+import centres  # noqa: E402  (research/centres.py, beside this script)
 
 PRESETS = ("gnuboard5", "l2", "varlen", "kcaptcha21")
 
