@@ -23,6 +23,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -63,11 +64,14 @@ class Server:
         command = [sys.executable, "-m", "kdetect.cli", "serve", "--port", str(self.port), "--workers", str(workers),
                    *(["--model", model] if model else []), *(extra or [])]
         env = {**os.environ, **({"KDETECT_API_KEY": api_key} if api_key else {})}
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        # A file, not a pipe: a pipe nobody reads would stop the server once it filled.
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log, env=env)
         deadline = time.monotonic() + startup_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"kdetect serve exited: {self.process.stderr.read().decode()[-2000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"kdetect serve exited: {self.log.read().decode(errors='replace')[-2000:]}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=1) as answer:
                     if answer.status == 200:
@@ -85,6 +89,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
 
     def __enter__(self) -> Server:
         return self

@@ -249,6 +249,9 @@ def create_app(config: ServeConfig | None = None, solver: Solver | None = None):
             return _json_error(422, "not_an_image", str(err))
         except ConfigError as err:
             return _json_error(400, "bad_field", str(err))
+        except Exception as err:  # noqa: BLE001 - kdetect's own failure: said so, and the server goes on
+            return _json_error(500, "internal", f"kdetect failed on this request ({type(err).__name__}); it keeps "
+                                                "serving")
         answer["ms"] = round((time.perf_counter() - started) * 1000, 2)
         return JSONResponse(answer)
 
@@ -286,9 +289,6 @@ def create_app(config: ServeConfig | None = None, solver: Solver | None = None):
         return _json_error(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}; the API is "
                                                   "POST /solve, POST /solve/batch, GET /health, GET /model")
 
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        return _json_error(500, "internal", f"kdetect failed on this request ({type(exc).__name__}); it keeps serving")
-
     @contextlib.asynccontextmanager
     async def lifespan(app):
         solver.load()
@@ -300,7 +300,7 @@ def create_app(config: ServeConfig | None = None, solver: Solver | None = None):
     routes = [Route("/solve", solve, methods=["POST"]), Route("/solve/batch", solve_batch, methods=["POST"]),
               Route("/health", health, methods=["GET"]), Route("/model", model, methods=["GET"])]
     return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={HTTPException: http_error, Exception: internal_error})
+                     exception_handlers={HTTPException: http_error})
 
 
 def app_from_environment():
@@ -381,7 +381,7 @@ def _one_image(request, body: bytes) -> tuple[bytes, tuple[int | None, str | Non
             raise RequestError(400, "bad_field", "the JSON object needs \"image\": the image as base64")
         return _base64(data["image"], "image"), _options(data)
     if kind == "multipart/form-data":
-        files, fields = _multipart(request, body, 1)
+        files, fields = _multipart(request, body, 8)
         if len(files) != 1:
             raise RequestError(400, "bad_field", f"send one image file to /solve (this form has {len(files)}); "
                                                  "several go to /solve/batch")
