@@ -43,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     # load_image refuses such images itself, naming its own limit; PIL's warning would only repeat it.
     warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
     try:
-        if args.command in TENSORFLOW_COMMANDS or getattr(args, "tfrecord", False):
-            require("tensorflow", TRAIN, f"kdetect {args.command}" + (" --tfrecord" if args.command == "generate" else ""))
-        if args.command in TENSORFLOW_COMMANDS or getattr(args, "backend", None) == "tf":
+        needs = {"--tfrecord": getattr(args, "tfrecord", False), "--backend tf": getattr(args, "backend", "") == "tf"}
+        if args.command in TENSORFLOW_COMMANDS or any(needs.values()):
+            option = "".join(f" {name}" for name, given in needs.items() if given)
+            require("tensorflow", TRAIN, f"kdetect {args.command}{option}")
             start_tensorflow_quietly()
         return args.run(args) or 0
     except KdetectError as err:
@@ -511,9 +512,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                                                           "(default 1: it batches requests and uses every core)")
     p.add_argument("--api-key", help="require this key (X-API-Key header or \"Authorization: Bearer\") on every "
                                      "request but GET /health; default $KDETECT_API_KEY, else none")
-    p.add_argument("--max-body-bytes", type=int, default=2 * 1024 * 1024, help="the largest request body taken")
+    p.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="the largest request body taken")
     p.add_argument("--max-batch-images", type=int, default=64, help="the most images one /solve/batch request holds")
-    p.add_argument("--max-in-flight", type=int, default=256,
+    p.add_argument("--max-in-flight", type=int, default=128,
                    help="requests held at once (per worker); more are answered 429")
     p.add_argument("--batch-window-ms", type=float, default=2.0,
                    help="how long a request waits for others to share its network call")

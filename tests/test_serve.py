@@ -280,3 +280,20 @@ def test_serve_config_round_trips_to_workers(monkeypatch):
     monkeypatch.setenv(serving.CONFIG_ENV, json.dumps(dataclasses.asdict(config)))
     app = serving.app_from_environment()
     assert app is not None and ServeConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config
+
+
+def test_a_batch_of_large_images_is_read_a_pixel_budget_at_a_time(solver, expected, monkeypatch):
+    calls = []
+    reader = solver.load()
+    original = type(reader).read_batch
+
+    def counted(self, images, *args, **kwargs):
+        calls.append(len(images))
+        return original(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(type(reader), "read_batch", counted)
+    monkeypatch.setattr(serving, "BATCH_PIXELS", 2 * 160 * 60)  # two 160x60 captchas
+    with client_with(solver) as c:
+        answer = c.post("/solve/batch", json={"images": [b64(d) for d in IMAGES]}).json()
+    assert [r["text"] for r in answer["results"]] == expected
+    assert max(calls) <= 2 and sum(calls) == len(IMAGES)

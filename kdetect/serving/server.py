@@ -36,6 +36,7 @@ from kdetect.errors import ConfigError, InvalidImageError, KdetectError, LengthE
 from kdetect.images import load_image
 from kdetect.package import GLYPH_CONFIG, default_model_dir, package_kind
 from kdetect.readings import Reading
+from kdetect.serving.reader import BATCH_PIXELS
 from kdetect.serving.solver import Solver
 
 # The environment variable a worker process reads its ServeConfig from (uvicorn starts workers
@@ -51,9 +52,10 @@ class ServeConfig(JsonConfig):
     what = "serve config"
     model: str | None = None  # a package folder; None: the shipped default
     api_key: str | None = None  # required as X-API-Key or "Authorization: Bearer" where set
-    max_body_bytes: int = 2 * 1024 * 1024  # a request's body; captchas are a few kB
+    # What the server holds at most is about max_in_flight bodies: captchas are a few kB.
+    max_body_bytes: int = 1024 * 1024  # a request's body
     max_batch_images: int = 64  # images one /solve/batch request may hold
-    max_in_flight: int = 256  # requests read or waiting at once; more are answered 429
+    max_in_flight: int = 128  # requests read or waiting at once; more are answered 429
     batch_window_ms: float = 2.0  # how long the first request of a batch waits for others
     max_batch: int = 64  # images one network call takes
     max_symbol_sets: int = 32  # distinct `symbols` values kept ready; others wait their turn
@@ -143,14 +145,27 @@ class Batcher:
                     future.set_result(result)
 
     def _read_all(self, jobs: list[Job]) -> list[Reading | Exception]:
-        """Each job's reading or error; jobs with the same options run through the network together."""
+        """Each job's reading or error; jobs with the same options run through the network together.
+        Decoded pixels are read as soon as they add up to BATCH_PIXELS: a batch of the largest
+        images allowed would otherwise hold all of them decoded at once."""
         results: list[Reading | Exception | None] = [None] * len(jobs)
         groups: dict[tuple[int | None, str | None], list[tuple[int, Any]]] = {}
+        pixels = 0
         for i, job in enumerate(jobs):
             try:
-                groups.setdefault((job.length, job.symbols), []).append((i, load_image(job.data)))
+                array = load_image(job.data)
             except KdetectError as err:
                 results[i] = err
+                continue
+            groups.setdefault((job.length, job.symbols), []).append((i, array))
+            pixels += array.shape[0] * array.shape[1]
+            if pixels >= BATCH_PIXELS:
+                self._read_groups(groups, results)
+                groups, pixels = {}, 0
+        self._read_groups(groups, results)
+        return results
+
+    def _read_groups(self, groups: dict, results: list) -> None:
         for (length, symbols), items in groups.items():
             try:
                 readings = self._reader(symbols).read_batch([a for _, a in items], length=length)
@@ -160,7 +175,6 @@ class Batcher:
                 readings = [err] * len(items)
             for (i, _), reading in zip(items, readings):
                 results[i] = reading
-        return results
 
     def _reader(self, symbols: str | None):
         """The solver's reader with these symbols: the loaded networks shared, only decoding differs."""
