@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from kdetect.errors import ConfigError, KdetectError
-from kdetect.extras import SERVE, TRAIN, require
+from kdetect.extras import TRAIN, require
 from kdetect.presets import ENGINE_PRESETS, TRAINING_PRESET
 from kdetect.quiet import native_stderr_held, quiet_environment, start_tensorflow_quietly
 
@@ -522,7 +522,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> None:
-    require("uvicorn", SERVE, "kdetect serve")
+    require("uvicorn", None, "kdetect serve")
     from kdetect.serving.server import run, serve_config
 
     if args.workers < 1:

@@ -11,7 +11,6 @@ import importlib.util
 from kdetect.errors import MissingExtraError
 
 TRAIN = "train"
-SERVE = "serve"
 
 
 def installed(module: str) -> bool:
@@ -22,8 +21,12 @@ def installed(module: str) -> bool:
         return False
 
 
-def require(module: str, extra: str, what: str) -> None:
-    """Raise MissingExtraError naming the pip command when module is not installed."""
+def require(module: str, extra: str | None, what: str) -> None:
+    """Raise MissingExtraError naming the pip command when module is not installed (extra None:
+    a dependency of the plain install, missing from a broken or --no-deps one)."""
     if not installed(module):
+        if extra is None:
+            raise MissingExtraError(f"{what} needs {module}, a dependency of kdetect that is missing here; install "
+                                    "it with: pip install kdetect")
         raise MissingExtraError(f"{what} needs {module}, which the plain install leaves out; install it with: "
                                 f"pip install \"kdetect[{extra}]\"")
