@@ -29,8 +29,6 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def labelled(folders: list[Path]) -> list[tuple[bytes, str]]:
     """(image bytes, answer) of folders with labels.tsv (kdetect eval's format), interleaved, so

@@ -34,7 +34,7 @@ from typing import Any
 from kdetect.configio import JsonConfig
 from kdetect.errors import ConfigError, InvalidImageError, KdetectError, LengthError
 from kdetect.images import load_image
-from kdetect.package import GLYPH_CONFIG, default_model_dir, package_kind
+from kdetect.package import GLYPH_CONFIG, package_kind
 from kdetect.readings import Reading
 from kdetect.serving.reader import BATCH_PIXELS
 from kdetect.serving.solver import Solver
@@ -95,12 +95,13 @@ class Batcher:
         self.solver, self.config = solver, config
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future]] | None = None
         self._task: asyncio.Task | None = None
-        # One thread: the interpreter runs one call at a time anyway, on all the cores it may use.
-        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kdetect-read")
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._readers: OrderedDict[str | None, Any] = OrderedDict()
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
+        # One thread: the interpreter runs one call at a time anyway, on all the cores it may use.
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kdetect-read")
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -135,7 +136,10 @@ class Batcher:
                 except TimeoutError:
                     break
             batch = [(job, f) for job, f in batch if not f.done()]  # a client that went away
-            results = await loop.run_in_executor(self._thread, self._read_all, [job for job, _ in batch])
+            try:
+                results = await loop.run_in_executor(self._thread, self._read_all, [job for job, _ in batch])
+            except Exception as err:  # noqa: BLE001 - this loop must outlive any batch, or every request would wait
+                results = [err] * len(batch)
             for (_, future), result in zip(batch, results):
                 if future.done():
                     continue
