@@ -8,12 +8,14 @@ import warnings
 from pathlib import Path
 
 from kdetect.errors import ConfigError, KdetectError
+from kdetect.extras import TRAIN, require
 from kdetect.presets import ENGINE_PRESETS, TRAINING_PRESET
 from kdetect.quiet import native_stderr_held, quiet_environment, start_tensorflow_quietly
 
-# The commands that run a network; the rest start without TensorFlow.
-TENSORFLOW_COMMANDS = {"solve", "eval", "train", "finetune", "adapt", "train-classifier", "train-glyphs", "export", "demo",
-                       "compact", "soup", "compare"}
+# The commands that need TensorFlow (the train extra); reading (solve, eval, serve) runs the
+# package's TFLite files without it, unless --backend tf.
+TENSORFLOW_COMMANDS = {"train", "finetune", "adapt", "train-classifier", "train-glyphs", "export", "demo", "compact",
+                       "soup", "compare"}
 FORCE_HELP = ("replace the output folder even where it holds files kdetect did not write (without it, such a "
               "folder is refused and left as it is)")
 
@@ -37,11 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     _add_compact(sub)
     _add_soup(sub)
     _add_compare(sub)
+    _add_serve(sub)
     args = parser.parse_args(argv)
     # load_image refuses such images itself, naming its own limit; PIL's warning would only repeat it.
     warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
     try:
-        if args.command in TENSORFLOW_COMMANDS:
+        needs = {"--tfrecord": getattr(args, "tfrecord", False), "--backend tf": getattr(args, "backend", "") == "tf"}
+        if args.command in TENSORFLOW_COMMANDS or any(needs.values()):
+            option = "".join(f" {name}" for name, given in needs.items() if given)
+            require("tensorflow", TRAIN, f"kdetect {args.command}{option}")
             start_tensorflow_quietly()
         return args.run(args) or 0
     except KdetectError as err:
@@ -546,6 +552,45 @@ def _run_compare(args: argparse.Namespace) -> None:
     config = args.config or default_compare_config()
     results = run_comparison(load_compare_config(config), log=print)
     print(f"wrote {write_report(results, args.docs, f'kdetect compare {config}')}")
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="read captchas over HTTP: POST /solve, POST /solve/batch, GET /health, GET /model")
+    p.add_argument("--model", type=Path, help="a model package folder (default: the shipped model)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine "
+                                                       "only; 0.0.0.0 for every network it is on)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model "
+                                                          "(default 1: it batches requests and uses every core)")
+    p.add_argument("--api-key", help="require this key (X-API-Key header or \"Authorization: Bearer\") on every "
+                                     "request but GET /health; default $KDETECT_API_KEY, else none")
+    p.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="the largest request body taken")
+    p.add_argument("--max-batch-images", type=int, default=64, help="the most images one /solve/batch request holds")
+    p.add_argument("--max-in-flight", type=int, default=128,
+                   help="requests held at once (per worker); more are answered 429")
+    p.add_argument("--batch-window-ms", type=float, default=2.0,
+                   help="how long a request waits for others to share its network call")
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    require("uvicorn", None, "kdetect serve")
+    from kdetect.serving.server import run, serve_config
+
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    config = serve_config(args.model, args.api_key, max_body_bytes=args.max_body_bytes,
+                          max_batch_images=args.max_batch_images, max_in_flight=args.max_in_flight,
+                          batch_window_ms=args.batch_window_ms)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
+        print(f"kdetect: warning: serving on {args.host} without an API key: anyone who reaches it can use it",
+              file=sys.stderr)
+    print(f"serving {config.model or 'the shipped model'} at http://{args.host}:{args.port}/ "
+          f"({args.workers} worker{'s' if args.workers > 1 else ''}; Ctrl+C stops)", flush=True)
+    try:
+        run(config, args.host, args.port, args.workers)
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

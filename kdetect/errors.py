@@ -27,3 +27,7 @@ class LengthError(KdetectError):
 
 class OutputError(KdetectError):
     """An output folder holds something kdetect did not write, which it will not replace."""
+
+
+class MissingExtraError(KdetectError):
+    """What was asked needs a part of kdetect that this install left out (an extra, see kdetect/extras.py)."""

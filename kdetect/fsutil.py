@@ -21,6 +21,7 @@ MARKER = ".kdetect-output.json"
 LEGACY_ENTRIES = frozenset({
     "detector.weights.h5", "classifier.keras", "config.json", "training.json", "MODEL_CARD.md",
     "metadata.json", "model.json", "model.tflite", "saved_model.pb", "variables", "assets", "fingerprint.pb",
+    "glyphs.tflite", "lite.json",
 })
 TFJS_SHARD = re.compile(r"group\d+-shard\d+of\d+\.bin")
 

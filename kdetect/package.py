@@ -8,6 +8,9 @@ card (kdetect/training/packaging.py writes them).
     MODEL_CARD.md         the same for people
     glyphs.weights.h5     optional, a detector's second stage (kdetect/glyphs): the glyph reader
     glyphs.json           its config
+    model.tflite          the network (preprocessing included) converted for TFLite, and the glyph
+    glyphs.tflite         reader's: what reading runs, without TensorFlow (kdetect/serving/lite.py)
+    lite.json             their sha256 and the digest of the network files they were converted from
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ GLYPH_CONFIG = "glyphs.json"
 # itself reads only the weights from it.
 CLASSIFIER_MODEL = "classifier.keras"
 KINDS = ("detector", "classifier")
+LITE_MANIFEST = "lite.json"
+# The package's network ("") and its glyph reader ("glyphs"), converted.
+LITE_FILES = {"": "model.tflite", "glyphs": "glyphs.tflite"}
 
 
 def default_model_dir() -> Path:

@@ -179,7 +179,7 @@ def test_train_a_few_steps_then_evaluate(data, tmp_path, capsys):
     package = tmp_path / "run" / "model"
     # The marker lists what kdetect wrote, so a later run may replace the folder (kdetect/fsutil.py).
     assert sorted(p.name for p in package.iterdir()) == [".kdetect-output.json", "MODEL_CARD.md", MODEL, "config.json",
-                                                         "training.json"]
+                                                         "lite.json", "model.tflite", "training.json"]
     assert (package / "MODEL_CARD.md").read_text().startswith("# kdetect classifier baseline")
     training = json.loads((package / "training.json").read_text())
     # The package is the best epoch's network, and records what that epoch read.

@@ -32,13 +32,13 @@ def test_default_model_reads_fresh_captchas(preset, tmp_path):
 
 
 def test_default_model_is_small():
-    """The package (float32 weights of both stages) stays a small download, and the browser's
-    uint8 export of it within the 8 MB the page may fetch."""
+    """The package (float32 weights of both stages, and the same again converted for TFLite) stays
+    a small download, and the browser's uint8 export of it within the 8 MB the page may fetch."""
     from kdetect.serving.export import exported_size
     from kdetect.serving.web import MODEL, web_dir
 
     size = sum(p.stat().st_size for p in default_model_dir().iterdir())
-    assert size < 16_000_000
+    assert size < 28_000_000
     if (web_dir() / MODEL).is_file():
         assert exported_size(web_dir() / "model") <= 8_000_000
 

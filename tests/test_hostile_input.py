@@ -240,13 +240,20 @@ def test_weights_that_hold_more_than_the_network_are_refused(package, tmp_path):
 
 # 6. The conversion cache is verified.
 
-def test_flipped_bits_in_the_conversion_cache_are_caught_and_converted_again(package, captcha):
+@pytest.mark.parametrize("where", ["the cache", "the package"])
+def test_flipped_bits_in_a_conversion_are_caught_and_converted_again(package, captcha, tmp_path, where):
+    import shutil
+
     from kdetect.serving import lite
 
+    package = shutil.copytree(package, tmp_path / "model")
+    if where == "the cache":  # a package from before packages carried their TFLite files
+        for name in ("lite.json", "model.tflite"):
+            (package / name).unlink()
     solver = Solver(package)
     solver.load()
     expected = solver.reader._infer(captcha[None])
-    path = lite.cache_path(package)
+    path = lite.cache_path(package) if where == "the cache" else package / "model.tflite"
     damaged = bytearray(path.read_bytes())
     rng = np.random.default_rng(50)
     # Fifty bits in the weights (the flatbuffer's second half): still a valid model, a wrong one.
@@ -255,7 +262,10 @@ def test_flipped_bits_in_the_conversion_cache_are_caught_and_converted_again(pac
     path.write_bytes(bytes(damaged))
     again = Solver(package)
     again.load()
-    assert path.read_bytes() != bytes(damaged), "the damaged entry was used, not converted again"
+    if where == "the cache":
+        assert path.read_bytes() != bytes(damaged), "the damaged entry was used, not converted again"
+    else:  # the package is the user's: left as it is, and converted into the cache instead
+        assert lite.packaged_lite(package)[0] is None and lite.cache_path(package).is_file()
     for got, want in zip(again.reader._infer(captcha[None]), expected):
         np.testing.assert_allclose(got, want, atol=1e-5)
 

@@ -1,4 +1,5 @@
-"""Solving must not pay for training: `import kdetect` stays clear of the training stack."""
+"""Solving must not pay for training: `import kdetect`, and reading with the shipped model, stay
+clear of the training stack (the plain install has no TensorFlow)."""
 
 import json
 import subprocess
@@ -20,6 +21,16 @@ def test_import_kdetect_loads_no_training_module():
         assert "kdetect.serving.solver" in modules
         heavy = [m for m in modules if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY))]
         assert heavy == [], f"{statement} loads {heavy}"
+
+
+def test_reading_a_captcha_loads_no_training_module():
+    # The shipped package carries its TFLite files: reading runs them without TensorFlow or Keras.
+    statement = ("import numpy as np\nfrom kdetect import Solver\n"
+                 "r = Solver().read(np.full((60, 160, 3), 255, np.uint8))\nassert isinstance(r.text, str)")
+    modules = loaded_after(statement)
+    assert "kdetect.detector.reader" in modules and "kdetect.serving.lite" in modules
+    heavy = [m for m in modules if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY))]
+    assert heavy == [], f"reading loads {heavy}"
 
 
 def test_a_broken_training_stack_does_not_stop_import(tmp_path):

@@ -1,6 +1,8 @@
-"""The TFLite backend reads what the TF graph reads, caches its conversion, and never needs the cache."""
+"""The TFLite backend reads what the TF graph reads; a package carries its own conversion, checked
+by digest; one without it is converted and cached, and never needs the cache."""
 
 import json
+import shutil
 import threading
 import warnings
 
@@ -16,6 +18,59 @@ from kdetect.serving.solver import Solver
 @pytest.fixture(scope="module")
 def package(untrained_package):
     return untrained_package(1)
+
+
+@pytest.fixture(scope="module")
+def bare_package(package, tmp_path_factory):
+    """The package as kdetect wrote it before packages carried TFLite files."""
+    out = tmp_path_factory.mktemp("bare") / "model"
+    shutil.copytree(package, out)
+    for name in ("lite.json", "model.tflite", "glyphs.tflite"):
+        (out / name).unlink(missing_ok=True)
+    return out
+
+
+def test_a_package_carries_its_conversion_and_reading_converts_nothing(package, images, monkeypatch):
+    manifest = json.loads((package / "lite.json").read_text())
+    assert manifest["network"] == lite.network_digest(package) and set(manifest["parts"]) == {"model"}
+    expected = [r.text for r in Solver(package, backend="tf").read_batch(images)]
+
+    def no_conversion(*_):
+        raise AssertionError("converted although the package carries its TFLite files")
+
+    monkeypatch.setattr(lite, "cached_conversion", no_conversion)
+    assert [r.text for r in Solver(package).read_batch(images)] == expected
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "change the weights", "drop the manifest", "garble the manifest"])
+def test_damaged_or_stale_tflite_files_are_converted_again(package, images, tmp_path, damage):
+    copy = tmp_path / "model"
+    shutil.copytree(package, copy)
+    if damage == "flip a byte":
+        blob = bytearray((copy / "model.tflite").read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        (copy / "model.tflite").write_bytes(bytes(blob))
+    elif damage == "change the weights":
+        config = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps(config | {"score_threshold": 0.9}))
+    elif damage == "drop the manifest":
+        (copy / "lite.json").unlink()
+    else:
+        (copy / "lite.json").write_text("{not json")
+    networks, why = lite.packaged_lite(copy)
+    assert networks is None and why
+    # Where TensorFlow is installed, reading converts the package as it is now.
+    graph = Solver(copy, backend="tf").read_batch(images)
+    assert [r.text for r in Solver(copy).read_batch(images)] == [r.text for r in graph]
+
+
+def test_without_tensorflow_a_package_it_must_convert_names_the_extra(bare_package, monkeypatch):
+    from kdetect.serving import reader
+
+    monkeypatch.setattr(reader, "installed", lambda module: module != "tensorflow")
+    with pytest.raises(ConfigError, match=r'pip install "kdetect\[train\]"') as err:
+        Solver(bare_package).load()
+    assert "lite.json" in str(err.value)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +95,9 @@ def test_lite_and_tf_backends_give_the_same_outputs_and_readings(package, images
     assert fast.read(images[0]) == readings[0]  # one image alone reads as it did in a batch
 
 
-def test_the_conversion_is_cached_under_the_package_contents(package, images, lite_cache, tmp_path, monkeypatch):
+def test_the_conversion_is_cached_under_the_package_contents(bare_package, images, lite_cache, tmp_path,
+                                                              monkeypatch):
+    package = bare_package
     Solver(package).read(images[0])
     key = lite.package_key(package)
     assert (lite_cache / f"{key}.tflite").is_file()
@@ -60,7 +117,8 @@ def test_the_conversion_is_cached_under_the_package_contents(package, images, li
     assert lite.package_key(changed) != key
 
 
-def test_an_unwritable_cache_warns_and_still_reads(package, images, tmp_path, monkeypatch):
+def test_an_unwritable_cache_warns_and_still_reads(bare_package, images, tmp_path, monkeypatch):
+    package = bare_package
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder should be")
     monkeypatch.setenv("KDETECT_CACHE", str(blocked))
@@ -70,7 +128,8 @@ def test_an_unwritable_cache_warns_and_still_reads(package, images, tmp_path, mo
     assert blocked.read_text() == "a file where the cache folder should be"
 
 
-def test_a_damaged_cache_file_is_replaced(package, images, lite_cache):
+def test_a_damaged_cache_file_is_replaced(bare_package, images, lite_cache):
+    package = bare_package
     expected = Solver(package).read(images[0]).text
     path = lite.cache_path(package)
     path.write_bytes(b"not a flatbuffer")

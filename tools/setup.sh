@@ -34,7 +34,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev,export]"
+.venv/bin/python -m pip install -q -e ".[train,dev,export]"
 # The demo page loads TF.js from web/node_modules (pinned by web/package-lock.json; no CDN).
 # --ignore-scripts: no package's install scripts run (TF.js needs none).
 (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdetect.errors import LengthError
-from kdetect.package import load_classifier_package
+from kdetect.classifier.config import ClassifierConfig
+from kdetect.errors import ConfigError, LengthError
+from kdetect.package import CONFIG, load_classifier_package, package_kind
 from kdetect.readings import Glyph, Reading, symbol_mask
-from kdetect.serving.reader import Reader, inference
+from kdetect.serving.reader import Reader, inference, packaged_networks
 
 
 def decode_probabilities(probs: np.ndarray, charset: str, symbols: str | None = None) -> Reading:
@@ -22,6 +23,13 @@ class ClassifierReader(Reader):
     """Reads answers of exactly config.length characters; glyphs have no boxes."""
 
     def _load_model(self) -> None:
+        networks = packaged_networks(self.model_dir, self.backend)
+        if networks is not None:
+            if package_kind(self.model_dir) != "classifier":
+                raise ConfigError(f"{self.model_dir} is not a classifier package; read it with kdetect.Solver")
+            self.config = ClassifierConfig.load(self.model_dir / CONFIG)
+            self._infer = networks[""]
+            return
         classifier, self.config = load_classifier_package(self.model_dir)
         self._infer = inference(classifier, self.config, self.model_dir, self.backend)
 

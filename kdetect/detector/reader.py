@@ -6,11 +6,13 @@ import dataclasses
 
 import numpy as np
 
+from kdetect.detector.config import ModelConfig
 from kdetect.detector.decode import decode_batch, proposal_batch, score_floor
+from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.decode import look_twice, proposing_config, refine
-from kdetect.package import load_glyph_reader, load_package
+from kdetect.package import CONFIG, GLYPH_CONFIG, load_glyph_reader, load_package, package_kind
 from kdetect.readings import Reading
-from kdetect.serving.reader import Reader, glyph_inference, inference
+from kdetect.serving.reader import Reader, glyph_inference, inference, packaged_networks
 
 
 class DetectorReader(Reader):
@@ -18,12 +20,25 @@ class DetectorReader(Reader):
     has a glyph reader (kdetect/glyphs), that second stage keeps and names the glyphs."""
 
     def _load_model(self) -> None:
-        detector, self.config = load_package(self.model_dir)
-        self._infer = inference(detector, self.config, self.model_dir, self.backend)
-        glyphs = load_glyph_reader(self.model_dir)
-        self.glyph_config = glyphs[1] if glyphs else None
-        if glyphs:
-            self._read_glyphs = glyph_inference(*glyphs, self.model_dir, self.backend)
+        networks = packaged_networks(self.model_dir, self.backend)
+        if networks is not None:
+            # The package's own conversions: only its configs are read, no Keras network is built.
+            package_kind(self.model_dir)  # a classifier's config is refused here, naming the kind
+            self.config = ModelConfig.load(self.model_dir / CONFIG)
+            self._infer = networks[""]
+            has_glyphs = (self.model_dir / GLYPH_CONFIG).is_file()
+            self.glyph_config = GlyphConfig.load(self.model_dir / GLYPH_CONFIG) if has_glyphs else None
+            if has_glyphs:
+                run = networks["glyphs"]
+                self._read_glyphs = lambda images, centres: run(images, centres)[0]
+        else:
+            detector, self.config = load_package(self.model_dir)
+            self._infer = inference(detector, self.config, self.model_dir, self.backend)
+            glyphs = load_glyph_reader(self.model_dir)
+            self.glyph_config = glyphs[1] if glyphs else None
+            if glyphs:
+                self._read_glyphs = glyph_inference(*glyphs, self.model_dir, self.backend)
+        if self.glyph_config is not None:
             self._proposing = proposing_config(self.config, self.glyph_config)
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int], length: int | None = None) -> list[Reading]:

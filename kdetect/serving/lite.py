@@ -6,10 +6,12 @@ the 2-core machine); the TFLite interpreter with its XNNPACK kernels runs the sa
 3.0 ms and a batch twice as fast. The converted graph starts from uint8 pixels and holds
 kdetect.detector.preprocess.preprocess, so the one preprocessing function is still the only one.
 
-Converting takes seconds, so the result is cached on disk under a key of the package's files
-and the TF version: a retrained, averaged or re-tuned package never meets a stale conversion.
-Each entry's sha256 is kept beside it and checked on every load; a damaged entry is converted
-again.
+Every package kdetect writes carries its conversion (model.tflite, glyphs.tflite and lite.json,
+which records each file's sha256 and a digest of the network files it was converted from), so
+reading needs no TensorFlow: the plain install runs them with ai-edge-litert. A package without
+them, or whose weights changed since, is converted on first use (TensorFlow, the train extra)
+and the result cached on disk under a key of the package's files and the TF version. Each cache
+entry's sha256 is kept beside it and checked on every load; a damaged entry is converted again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import tempfile
 import threading
@@ -26,7 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kdetect.package import CLASSIFIER_MODEL, CONFIG, GLYPH_CONFIG, GLYPH_WEIGHTS, WEIGHTS
+from kdetect.errors import ConfigError
+from kdetect.extras import TRAIN, require
+from kdetect.package import (CLASSIFIER_MODEL, CONFIG, GLYPH_CONFIG, GLYPH_WEIGHTS, LITE_FILES, LITE_MANIFEST, WEIGHTS,
+                             package_kind)
 
 # Bump when the converted graph changes, so caches made by older kdetect versions are not used.
 FORMAT = 1
@@ -46,7 +52,16 @@ def package_key(model_dir: str | Path) -> str:
     """A digest of what the conversion depends on: the package's network files, TF, FORMAT."""
     import tensorflow as tf
 
-    digest = hashlib.sha256(f"kdetect-lite {FORMAT} tf {tf.__version__}".encode())
+    return _network_digest(model_dir, f"kdetect-lite {FORMAT} tf {tf.__version__}")[:32]
+
+
+def network_digest(model_dir: str | Path) -> str:
+    """A digest of the package's network files alone: what a packaged conversion must match."""
+    return _network_digest(model_dir, f"kdetect-lite {FORMAT}")
+
+
+def _network_digest(model_dir: str | Path, prefix: str) -> str:
+    digest = hashlib.sha256(prefix.encode())
     for name in NETWORK_FILES:
         path = Path(model_dir) / name
         if path.is_file():
@@ -56,7 +71,7 @@ def package_key(model_dir: str | Path) -> str:
             with path.open("rb") as f:
                 for piece in iter(lambda: f.read(1 << 20), b""):
                     digest.update(piece)
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()
 
 
 def convert(model, cfg) -> bytes:
@@ -139,7 +154,11 @@ def _write_replacing(path: Path, data: bytes) -> None:
 
 
 def default_threads() -> int:
-    """The cores this process may use; past a handful the small network gains nothing."""
+    """$KDETECT_THREADS, else the cores this process may use; past a handful the small network
+    gains nothing. (`kdetect serve --workers N` gives each worker its share of the cores.)"""
+    given = os.environ.get("KDETECT_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, 8))
 
@@ -149,14 +168,8 @@ class LiteInference:
     their names) -> its outputs as NumPy arrays, in the order of the Keras model's outputs. Safe
     to call from several threads (one at a time runs)."""
 
-    def __init__(self, blob: bytes, output_shapes: list[tuple[int, ...]], threads: int | None = None):
-        import tensorflow as tf
-
-        with warnings.catch_warnings():
-            # TF 2.19 announces the interpreter's move to the separate ai-edge-litert package;
-            # the one pinned here still has it.
-            warnings.simplefilter("ignore")
-            self._interpreter = tf.lite.Interpreter(model_content=blob, num_threads=threads or default_threads())
+    def __init__(self, blob: bytes, output_shapes: list[tuple[int | None, ...]], threads: int | None = None):
+        self._interpreter = interpreter_class()(model_content=blob, num_threads=threads or default_threads())
         # Now rather than on the first read: the XNNPACK delegate is applied (and announced on
         # stderr) here, while a command line still holds its start-up logs back.
         self._interpreter.allocate_tensors()
@@ -183,10 +196,26 @@ class LiteInference:
         for shape in self._output_shapes:
             names = [n for n, a in outputs.items() if _fits(a.shape[1:], shape) and n not in order]
             if not names:
-                raise RuntimeError(f"converted model has no output of shape {shape}: "
+                raise ConfigError(f"converted model has no output of shape {shape}: "
                                    f"{ {n: a.shape for n, a in outputs.items()} }")
             order.append(sorted(names)[0])
         return order
+
+
+def interpreter_class():
+    """ai-edge-litert's Interpreter (the plain install's runtime), else TensorFlow's own."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        require("tensorflow", TRAIN, "running a network without ai-edge-litert")
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            # TF 2.19 announces the interpreter's move to the separate ai-edge-litert package.
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter
 
 
 def _fits(actual: tuple[int, ...], shape: tuple[int | None, ...]) -> bool:
@@ -209,3 +238,77 @@ def lite_inference(model, cfg, model_dir: str | Path, threads: int | None = None
     make = (lambda: convert_serving(serving)) if serving is not None else None
     # A damaged cache entry never gets here: cached_conversion checks its digest.
     return LiteInference(cached_conversion(model, cfg, model_dir, part, make), shapes, threads)
+
+
+def packaged_lite(model_dir: str | Path, threads: int | None = None) -> tuple[dict[str, LiteInference] | None, str]:
+    """The package's own conversions, {part: LiteInference} ("" the detector or classifier,
+    "glyphs" the glyph reader where it has one), and "" where they are whole and were converted
+    from the network files the package holds now; else None and why not."""
+    model_dir = Path(model_dir)
+    path = model_dir / LITE_MANIFEST
+    if not path.is_file():
+        return None, f"it carries no {LITE_MANIFEST} (a package written before kdetect shipped TFLite files)"
+    try:
+        manifest = json.loads(path.read_text())
+        parts, recorded = manifest["parts"], manifest["network"]
+        if manifest.get("format") != FORMAT or not isinstance(parts, dict):
+            return None, f"its {LITE_MANIFEST} is of another format"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"its {LITE_MANIFEST} is not readable JSON of kdetect's"
+    wanted = {""} | ({"glyphs"} if (model_dir / GLYPH_CONFIG).is_file() else set())
+    if set(parts) != {_part_name(p) for p in wanted}:
+        return None, f"its {LITE_MANIFEST} lists other networks than the package holds"
+    if recorded != network_digest(model_dir):
+        return None, "its network files changed after its TFLite files were written"
+    inferences = {}
+    for part in wanted:
+        entry = parts[_part_name(part)]
+        try:
+            blob = (model_dir / LITE_FILES[part]).read_bytes()
+            shapes = [tuple(s) for s in entry["outputs"]]
+            intact = hashlib.sha256(blob).hexdigest() == entry["sha256"]
+        except (OSError, KeyError, TypeError):
+            intact = False
+        if not intact:
+            return None, f"its {LITE_FILES[part]} is missing or damaged (its sha256 is not the one recorded)"
+        try:
+            inferences[part] = LiteInference(blob, shapes, threads)
+        except (ValueError, RuntimeError) as err:
+            return None, f"its {LITE_FILES[part]} does not load ({str(err)[:200]})"
+    return inferences, ""
+
+
+def _part_name(part: str) -> str:
+    return part or "model"
+
+
+def write_lite_files(model_dir: str | Path) -> None:
+    """Convert a package's networks and write them into it with their manifest (lite.json last:
+    the files count only once it names them). Needs TensorFlow."""
+    model_dir = Path(model_dir)
+    from kdetect.package import load_any_package, load_glyph_reader
+
+    network, cfg = load_any_package(model_dir)
+    parts = {"": (network, None)}
+    if package_kind(model_dir) == "detector" and (glyphs := load_glyph_reader(model_dir)) is not None:
+        from kdetect.glyphs.model import serving_glyph_reader
+
+        parts["glyphs"] = (None, serving_glyph_reader(*glyphs, "uint8"))
+    manifest = {"format": FORMAT, "network": network_digest(model_dir), "parts": {}}
+    for part, (model, serving) in parts.items():
+        make = (lambda s=serving: convert_serving(s)) if serving is not None else None
+        blob = cached_conversion(network, cfg, model_dir, part, make)
+        _write_replacing(model_dir / LITE_FILES[part], blob)
+        (model_dir / LITE_FILES[part]).chmod(0o644)  # mkstemp's 0600 would hide it from other users
+        shapes = output_shapes(serving if serving is not None else network)
+        manifest["parts"][_part_name(part)] = {"file": LITE_FILES[part], "sha256": hashlib.sha256(blob).hexdigest(),
+                                               "outputs": [list(s) for s in shapes]}
+    _write_replacing(model_dir / LITE_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    (model_dir / LITE_MANIFEST).chmod(0o644)
+
+
+def no_conversion_error(model_dir: str | Path, why: str) -> ConfigError:
+    """What reading a package says when it cannot run its TFLite files and cannot convert."""
+    return ConfigError(f"{model_dir} cannot be read with TFLite alone: {why}. Install the train extra "
+                       f"(pip install \"kdetect[{TRAIN}]\"), which converts it on first use, or write its "
+                       "TFLite files again with a kdetect that has it (kdetect compact)")

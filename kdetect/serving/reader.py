@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from kdetect.errors import ConfigError
+from kdetect.extras import TRAIN, installed, require
 from kdetect.images import ImageLike, load_image
 from kdetect.readings import Reading
 
@@ -101,6 +102,22 @@ class Reader(ABC):
 
     def solve(self, image: ImageLike, length: int | None = None) -> str:
         return self.read(image, length=length).text
+
+
+def packaged_networks(model_dir: str | Path, backend: str) -> dict | None:
+    """The package's own TFLite networks ({part: LiteInference}, see kdetect/serving/lite.py) where
+    backend "lite" can run them; None where the Keras networks must be built (backend "tf", or
+    TFLite files missing or stale, which TensorFlow converts). Without TensorFlow the latter is
+    an error naming the extra to install."""
+    if backend != "lite":
+        require("tensorflow", TRAIN, "--backend tf")
+        return None
+    from kdetect.serving.lite import no_conversion_error, packaged_lite
+
+    networks, why = packaged_lite(model_dir)
+    if networks is None and not installed("tensorflow"):
+        raise no_conversion_error(model_dir, why)
+    return networks
 
 
 def inference(model, cfg, model_dir: str | Path, backend: str) -> Callable[[np.ndarray], list[np.ndarray]]:

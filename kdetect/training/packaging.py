@@ -31,13 +31,17 @@ def write_package(out_dir: str | Path, config_json: str, training: dict, card: s
                   write_model: Callable[[Path], None], force: bool = False) -> Path:
     """Write a package to a temporary folder beside out_dir, then swap it in whole, so a crash
     never leaves half a package; write_model(folder) writes the network's file(s) into it. An
-    out_dir holding what kdetect did not write is refused unless force (fsutil.replace_dir)."""
+    out_dir holding what kdetect did not write is refused unless force (fsutil.replace_dir).
+    Every package carries its networks converted for TFLite, so reading it needs no TensorFlow."""
+    from kdetect.serving.lite import write_lite_files
+
     out = Path(out_dir)
     with staged_output(out, force) as tmp:
         write_model(tmp)
         (tmp / CONFIG).write_text(config_json)
         (tmp / TRAINING).write_text(json.dumps(training, indent=2) + "\n")
         (tmp / CARD).write_text(card)
+        write_lite_files(tmp)
     return out
 
 
