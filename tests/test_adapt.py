@@ -162,10 +162,22 @@ def test_adapt_end_to_end_on_a_tiny_budget_never_opens_the_test_set(tmp_path):
     model = tmp_path / "run" / "model"
     assert (model / "glyphs.weights.h5").is_file() and (model / "site.json").is_file()
     assert json.loads((model / "config.json").read_text())["input_width"] == 160
-    assert json.loads((model / "config.json").read_text())["alphabets"] == ["0123456789"]
+    recorded = json.loads((model / "config.json").read_text())
+    assert recorded["alphabets"] == ["0123456789"] and recorded["answer_lengths"] == [4, 5]
     assert len(summary["fonts_chosen"]) <= 2 and summary["held_out"] == 6
     assert len(summary["rounds"]) == 2 and summary["pool_images"] == 20
     # site.json is a render config `kdetect generate --config` reads.
     config = load_config(tmp_path / "run" / "site.json")
     rendered_site(tmp_path / "again", config, 2)
     assert Image.open(tmp_path / "run" / "site.png").size[0] > 2 * 150
+
+
+def test_a_sites_length_range_round_trips_and_is_checked():
+    from kdetect.detector.config import ModelConfig
+    from kdetect.errors import ConfigError
+
+    cfg = ModelConfig.from_dict({"answer_lengths": [4, 8]})
+    assert cfg.answer_lengths == (4, 8) and ModelConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    for bad in ([5, 3], [0, 4], [4, 99]):
+        with pytest.raises(ConfigError, match="answer_lengths"):
+            ModelConfig.from_dict({"answer_lengths": bad})

@@ -44,6 +44,9 @@ class ModelConfig(JsonConfig):
     # The one answer length of the site a model was fine-tuned for (kdetect finetune records it
     # when every label has it); decoding then reads that many glyphs. None: any length.
     answer_length: int | None = None
+    # The shortest and longest answer of a site `kdetect adapt` was run on: a reading outside the
+    # range is read again at the nearest length in it. None: any length.
+    answer_lengths: tuple[int, int] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -64,6 +67,8 @@ class ModelConfig(JsonConfig):
             data["alphabets"] = tuple(data["alphabets"])
         if "strides" in data:
             data["strides"] = tuple(data["strides"])
+        if isinstance(data.get("answer_lengths"), list):
+            data["answer_lengths"] = tuple(data["answer_lengths"])
         return data
 
     def validate(self) -> None:
@@ -103,6 +108,10 @@ class ModelConfig(JsonConfig):
             raise ConfigError("charset has repeated characters")
         if self.answer_length is not None and not 1 <= self.answer_length <= self.max_boxes:
             raise ConfigError(f"answer_length must be 1 to max_boxes ({self.max_boxes}) or null, not {self.answer_length}")
+        if self.answer_lengths is not None and not (
+                len(self.answer_lengths) == 2 and 1 <= self.answer_lengths[0] <= self.answer_lengths[1] <= self.max_boxes):
+            raise ConfigError(f"answer_lengths must be [shortest, longest] within 1 to max_boxes ({self.max_boxes}) "
+                              f"or null, not {self.answer_lengths}")
         for alphabet in self.alphabets:
             if not isinstance(alphabet, str) or not alphabet or set(alphabet) - set(self.charset):
                 raise ConfigError(f"alphabet {alphabet!r} must be a non-empty string of charset characters "

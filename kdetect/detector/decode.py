@@ -16,7 +16,9 @@ from kdetect.readings import Glyph, Reading, symbol_mask
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    # Clipped: a logit under -80 (an adapted model's empty cells) would overflow exp in float32;
+    # the sigmoid there is 0 to every threshold either way.
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
 
 
 @lru_cache(maxsize=8)

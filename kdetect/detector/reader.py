@@ -42,8 +42,21 @@ class DetectorReader(Reader):
             self._proposing = proposing_config(self.config, self.glyph_config)
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int], length: int | None = None) -> list[Reading]:
-        sizes = [size] * len(images)
         length = length if length is not None else self.config.answer_length
+        readings = self._read_length(images, size, length)
+        if length is None and self.config.answer_lengths is not None:
+            # An adapted site's range: a reading outside it is read again at the nearest length it
+            # allows (a doubled glyph's weaker box goes, a faint glyph comes back).
+            lo, hi = self.config.answer_lengths
+            for want in (lo, hi):
+                redo = [i for i, r in enumerate(readings) if min(max(len(r.text), lo), hi) == want != len(r.text)]
+                if redo:
+                    for i, r in zip(redo, self._read_length(images[redo], size, want)):
+                        readings[i] = r
+        return readings
+
+    def _read_length(self, images: np.ndarray, size: tuple[int, int], length: int | None) -> list[Reading]:
+        sizes = [size] * len(images)
         outputs = self._infer(images)
         if self.glyph_config is None:
             return decode_batch(outputs, self.config, sizes, self.symbols, self.guess_alphabet, length)

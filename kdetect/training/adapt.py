@@ -280,7 +280,8 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
     train_items = [items[i] for i in train_idx]
     width = input_width_for(config["width"])
     model_cfg = dataclasses.replace(start_cfg, input_width=width, alphabets=(alphabet,),
-                                    answer_length=lengths[0] if len(lengths) == 1 else None)
+                                    answer_length=lengths[0] if len(lengths) == 1 else None,
+                                    answer_lengths=(lengths[0], lengths[-1]) if len(lengths) > 1 else None)
     write_dataset(starting, val_items, out / "data-val", (alphabet,), False, ac.seed, force=True)
     # The real labels train the first detector too, on the starting model's boxes where it finds
     # as many glyphs as the answer has (later rounds box them with the adapted detector).

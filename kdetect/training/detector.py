@@ -186,7 +186,8 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
         # (the network is convolutional, so the start's weights fit any size).
         cfg = dataclasses.replace(ModelConfig.load(Path(tc.init_from) / CONFIG),
                                   score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
-                                  answer_length=cfg.answer_length, input_height=cfg.input_height,
+                                  answer_length=cfg.answer_length, answer_lengths=cfg.answer_lengths,
+                                  input_height=cfg.input_height,
                                   input_width=cfg.input_width)
         log(f"starting from {tc.init_from} (anchors {cfg.anchors})")
     elif tc.kmeans_anchors:
