@@ -156,7 +156,7 @@ def test_adapt_end_to_end_on_a_tiny_budget_never_opens_the_test_set(tmp_path):
     opened = []
     sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" and args else None)
     ac = AdaptConfig(synthetic=64, detector_epochs=1, detector_steps=2, glyph_epochs=1, glyph_steps=2,
-                     batch_size=8, font_images=4, fonts_chosen=2)
+                     batch_size=8, font_images=4, config_images=4, fonts_chosen=2)
     summary = adapt(site / "train", tmp_path / "run", site / "pool", ac)
     assert not [p for p in opened if p.startswith(str(test))]
     model = tmp_path / "run" / "model"

@@ -66,6 +66,7 @@ class AdaptConfig(JsonConfig):
     pseudo_confidence: float = 0.9
     fonts_chosen: int = 4
     font_images: int = 40  # captchas rendered per candidate strip
+    config_images: int = 40  # captchas rendered per candidate drawing setting
     library_share: float = 0.25  # of the rendered captchas, how many draw from the whole library
     seed: int = 0
 
@@ -75,7 +76,7 @@ class AdaptConfig(JsonConfig):
         if not 0.0 <= self.real_share < 1.0 or not 0.0 <= self.library_share < 1.0:
             raise ConfigError("real_share and library_share must lie in [0, 1)")
         if min(self.synthetic, self.detector_epochs, self.detector_steps, self.glyph_epochs, self.glyph_steps,
-               self.batch_size, self.fonts_chosen, self.font_images) < 1:
+               self.batch_size, self.fonts_chosen, self.font_images, self.config_images) < 1:
             raise ConfigError("counts, epochs and steps must be at least 1")
 
 
@@ -246,7 +247,7 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
     evals = [0]
     fitted, distance = site_config.fit_drawing(
         {**config, "fonts": [str(font_dir.resolve())]}, site_config.measured_features(stats),
-        site_config.feature_spread(stats), count=40, rounds=1, seed=ac.seed,
+        site_config.feature_spread(stats), count=ac.config_images, rounds=1, seed=ac.seed,
         progress=lambda: (evals.__setitem__(0, evals[0] + 1), progress("config", evals[0], 4 * 22)))
     site_json = {**fitted, "fonts": "fonts"}
     write_atomic(out / "site.json", json.dumps(site_json, indent=2) + "\n")
