@@ -16,9 +16,10 @@ from kdetect.readings import Glyph, Reading, symbol_mask
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    # Clipped: a logit under -80 (an adapted model's empty cells) would overflow exp in float32;
-    # the sigmoid there is 0 to every threshold either way.
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+    # A logit under about -88 (an adapted model's empty cells) overflows exp in float32 to inf,
+    # and the sigmoid is then exactly 0, as in web/decode.js: the overflow is no error here.
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 @lru_cache(maxsize=8)
