@@ -206,6 +206,8 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
     config, stats, alphabet_why = site_config.direct_config(site.images, site.answers, site.paths)
     alphabet = config["allowed_symbols"]
     lengths = sorted({len(a) for a in site.answers})
+    # Before any rendering or training: a pool of another site is refused in seconds.
+    pool = pool_images(pool_dir, (config["width"], config["height"]), config, warn) if pool_dir else []
     starting = Solver(model_dir, symbols=alphabet)
 
     def find_boxes(images, texts):
@@ -293,7 +295,6 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
     current = model_dir
     summary_stages = []
     rounds = 1 + (ac.pool_rounds if pool_dir else 0)
-    pool = pool_images(pool_dir, (config["width"], config["height"]), config, warn) if pool_dir else []
     for r in range(rounds):
         det_run = out / f"detector-{r}"
         mix = _mixture(out / f"data-mix-{r}", out / "data-synth", real_parts, ac, alphabet)
