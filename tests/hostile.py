@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from hypothesis import strategies as st
 from PIL import Image
 
 
@@ -191,3 +192,19 @@ def run_measured(code: str, args: list[str], timeout_cpu_s: int = 120) -> tuple[
 def load_in_child(path: Path) -> tuple[int, str, str, float]:
     """load_image(path) in a fresh Python: (exit code, stdout, stderr, peak MB)."""
     return run_measured(BOMB_SCRIPT, [str(path)])
+
+
+@st.composite
+def format_openings(draw, files: dict[str, bytes]) -> bytes:
+    """A format's file cut anywhere past its first bytes, then random bytes."""
+    data = files[draw(st.sampled_from(sorted(files)))]
+    return data[:draw(st.integers(min(8, len(data)), len(data)))] + draw(st.binary(max_size=512))
+
+
+@st.composite
+def flipped_captchas(draw, captchas: list[bytes]) -> bytes:
+    """A real captcha file with 1 to 50 of its bits flipped."""
+    data = bytearray(draw(st.sampled_from(captchas)))
+    for _ in range(draw(st.integers(1, 50))):
+        data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
+    return bytes(data)

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 from PIL import Image
 
-from hostile import BOMB_SIDES, BOMBS, CLI_SCRIPT, format_files, load_in_child, png_bomb, run_measured
+from hostile import (BOMB_SIDES, BOMBS, CLI_SCRIPT, flipped_captchas, format_files, format_openings, load_in_child,
+                     png_bomb, run_measured)
 from kdetect import solve
 from kdetect.errors import KdetectError
 from kdetect.images import load_image, pixel_limit
@@ -80,18 +81,9 @@ def test_random_bytes():
 FILES = format_files()
 
 
-@st.composite
-def format_openings(draw) -> bytes:
-    """A format's file cut anywhere past its first bytes, then random bytes."""
-    name = draw(st.sampled_from(sorted(FILES)))
-    data = FILES[name]
-    cut = draw(st.integers(min(8, len(data)), len(data)))
-    return data[:cut] + draw(st.binary(max_size=512))
-
-
 def test_every_format_pil_reads_followed_by_random_bytes():
     assert len(FILES) >= 40  # every format PIL opens, not only those kdetect decodes
-    run(format_openings(), "format openings")
+    run(format_openings(FILES), "format openings")
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +109,7 @@ def captchas(tmp_path_factory) -> list[bytes]:
 def test_bit_flipped_captchas(captchas):
     assert isinstance(solve(captchas[0]), str) and len(solve(captchas[0])) >= 4
 
-    @st.composite
-    def flipped(draw) -> bytes:
-        data = bytearray(draw(st.sampled_from(captchas)))
-        for _ in range(draw(st.integers(1, 50))):
-            data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
-        return bytes(data)
-
-    run(flipped(), "flipped captchas", loads_or_refuses, solve_every=5)
+    run(flipped_captchas(captchas), "flipped captchas", loads_or_refuses, solve_every=5)
 
 
 def image_shapes():

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import BOMB_SIDES, BOMBS, format_files, png_bomb
+from hostile import BOMB_SIDES, BOMBS, flipped_captchas, format_files, format_openings, png_bomb
 from kdetect.errors import KdetectError
 from kdetect.images import load_image
 from kdetect.serving.solver import Solver
@@ -102,21 +102,8 @@ def peak_mb(server) -> float:
 def test_hostile_probes_are_answered_4xx_and_the_server_stays_small_and_right(server, http, captchas):
     run(http, st.binary(max_size=4096), "random bytes")
 
-    @st.composite
-    def openings(draw) -> bytes:
-        data = FILES[draw(st.sampled_from(sorted(FILES)))]
-        return data[:draw(st.integers(min(8, len(data)), len(data)))] + draw(st.binary(max_size=512))
-
-    run(http, openings(), "format openings")
-
-    @st.composite
-    def flipped(draw) -> bytes:
-        data = bytearray(draw(st.sampled_from(captchas)))
-        for _ in range(draw(st.integers(1, 50))):
-            data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
-        return bytes(data)
-
-    run(http, flipped(), "flipped captchas")
+    run(http, format_openings(FILES), "format openings")
+    run(http, flipped_captchas(captchas), "flipped captchas")
 
     @st.composite
     def bombs(draw) -> bytes:
