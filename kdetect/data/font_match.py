@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from kdetect.data import renderer
+from kdetect.data import renderer, site_config
 
 TEMPLATE_SIZE = (16, 24)  # (width, height) of a glyph's darkness map
 # Box widths count beside shape: a monospace 'm' and a proportional one differ mostly there.
@@ -40,15 +40,10 @@ class Templates:
 
 
 def darkness(pixels: np.ndarray) -> np.ndarray:
-    """0 (paper) .. 1 (ink) per pixel, whatever the colours: the projection on paper -> ink."""
-    a = pixels.astype(np.float32)
-    paper = np.median(np.concatenate([a[:3].reshape(-1, 3), a[-3:].reshape(-1, 3)]), axis=0)
-    distance = np.linalg.norm(a - paper, axis=2)
-    darkest = np.argsort(distance.ravel())[-max(10, distance.size // 100):]
-    span = np.median(a.reshape(-1, 3)[darkest], axis=0) - paper
-    dark = np.clip(((a - paper) @ span) / max(float(span @ span), 1.0), 0.0, 1.0)
-    # A 3x3 median takes out the speckles and holes KCAPTCHA's noise adds, which would otherwise
-    # swamp the shape differences between faces.
+    """The captcha's darkness map (site_config.darkness), after a 3x3 median that takes out the
+    speckles and holes KCAPTCHA's noise adds, which would otherwise swamp the shape differences
+    between faces."""
+    dark = site_config.darkness(pixels, *site_config.paper_and_ink(pixels))
     return np.asarray(Image.fromarray((dark * 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3)),
                       np.float32) / 255
 

@@ -86,6 +86,22 @@ def jpeg_quality(path: str | Path) -> int | None:
     return int(min(range(1, 101), key=lambda q: (np.abs(scaled(q) - table).sum(), -q)))
 
 
+def paper_and_ink(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A captcha's paper colour (the median of its top and bottom three rows, which the wave
+    never reaches) and ink colour (the median of its 1% of pixels farthest from the paper)."""
+    a = pixels.astype(np.float32)
+    paper = np.median(np.concatenate([a[:3].reshape(-1, 3), a[-3:].reshape(-1, 3)]), axis=0)
+    distance = np.linalg.norm(a - paper, axis=2)
+    darkest = np.argsort(distance.ravel())[-max(10, distance.size // 100):]
+    return paper, np.median(a.reshape(-1, 3)[darkest], axis=0)
+
+
+def darkness(pixels: np.ndarray, paper: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """0 (paper) .. 1 (ink) per pixel, whatever the colours: the projection on paper -> ink."""
+    span = ink - paper
+    return np.clip(((pixels.astype(np.float32) - paper) @ span) / max(float(span @ span), 1.0), 0.0, 1.0)
+
+
 def image_stats(pixels: np.ndarray, length: int) -> ImageStats:
     """Paper and ink colour, and the features synthesis matches, of one RGB captcha with a
     `length`-character answer:
@@ -94,14 +110,9 @@ def image_stats(pixels: np.ndarray, length: int) -> ImageStats:
     - specks: lone dark pixels per pixel of text area (black noise);
     - holes: light pixels between ink on both sides, per pixel of text area (white noise);
     - ink: the mean darkness of the text area."""
-    a = pixels.astype(np.float32)
-    h, w = a.shape[:2]
-    paper = np.median(np.concatenate([a[:3].reshape(-1, 3), a[-3:].reshape(-1, 3)]), axis=0)
-    distance = np.linalg.norm(a - paper, axis=2)
-    darkest = np.argsort(distance.ravel())[-max(10, distance.size // 100):]
-    ink = np.median(a.reshape(-1, 3)[darkest], axis=0)
-    span = ink - paper
-    dark = np.clip(((a - paper) @ span) / max(float(span @ span), 1.0), 0.0, 1.0)
+    h, w = pixels.shape[:2]
+    paper, ink = paper_and_ink(pixels)
+    dark = darkness(pixels, paper, ink)
     mask = dark > 0.5
     counts = mask.sum(axis=0)
     cols = np.flatnonzero(counts >= 2)

@@ -127,7 +127,7 @@ def pool_images(folder: str | Path, size: tuple[int, int], config: dict, warn: C
         if (pixels.shape[1], pixels.shape[0]) != size:
             other[f"{pixels.shape[1]}x{pixels.shape[0]}"] += 1
             continue
-        paper = np.median(np.concatenate([pixels[:3].reshape(-1, 3), pixels[-3:].reshape(-1, 3)]), axis=0)
+        paper, _ = site_config.paper_and_ink(pixels)
         if np.any(paper < lo) or np.any(paper > hi):
             other["paper colour"] += 1
             continue
