@@ -181,3 +181,15 @@ def test_a_sites_length_range_round_trips_and_is_checked():
     for bad in ([5, 3], [0, 4], [4, 99]):
         with pytest.raises(ConfigError, match="answer_lengths"):
             ModelConfig.from_dict({"answer_lengths": bad})
+
+
+def test_adapt_refuses_a_run_folder_holding_the_users_files(site_set, tmp_path):
+    from kdetect.errors import OutputError
+    from kdetect.training.adapt import adapt
+
+    out = tmp_path / "mine"
+    (out / "fonts").mkdir(parents=True)
+    (out / "fonts" / "my-strip.png").write_bytes(b"mine")
+    with pytest.raises(OutputError, match="no `kdetect adapt` wrote"):
+        adapt(site_set[0][0].parent, out)
+    assert (out / "fonts" / "my-strip.png").read_bytes() == b"mine"

@@ -33,7 +33,7 @@ from PIL import Image
 from kdetect.configio import JsonConfig
 from kdetect.data import font_match, site_config
 from kdetect.data.renderer import resource_dir
-from kdetect.errors import ConfigError, DatasetError
+from kdetect.errors import ConfigError, DatasetError, OutputError
 from kdetect.fsutil import check_replaceable, write_atomic
 from kdetect.images import load_image
 from kdetect.serving.evaluate import foreign_answers, read_labels
@@ -45,6 +45,7 @@ from kdetect.training.pseudo import PseudoFilter, rejection, shifted
 MIN_LABELS, WARN_LABELS = 20, 100
 POOL_LIMIT = 5000  # unlabelled captchas read at most
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+RUN_MARK = ".kdetect-adapt.json"  # marks a run folder adapt made, which its reruns may clear parts of
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,6 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
     """Adapt model_dir (None: the shipped default) to the site of train_dir; writes out_dir/model,
     out_dir/site.json, out_dir/site.png and out_dir/adapt.json, and returns the summary."""
     from kdetect.detector.config import ModelConfig
-    from kdetect.glyphs.config import GlyphConfig
     from kdetect.package import default_model_dir, package_kind
     from kdetect.serving.evaluate import evaluate
     from kdetect.serving.solver import Solver
@@ -185,6 +185,10 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
     started = time.monotonic()
     out = Path(out_dir)
     check_replaceable(out / "model", force)
+    # adapt clears its own working folders (fonts/, data-mix-*) on a rerun: only in a run folder it made.
+    if out.is_dir() and any(out.iterdir()) and not (out / RUN_MARK).is_file() and not force:
+        raise OutputError(f"{out} holds files that no `kdetect adapt` wrote; choose a new --out folder, or give "
+                          "--force to let adapt write there")
     model_dir = Path(model_dir or default_model_dir())
     if package_kind(model_dir) != "detector":
         raise ConfigError(f"{model_dir} is not a detector package: adapt continues a two-stage detector")
@@ -194,6 +198,7 @@ def adapt(train_dir: str | Path, out_dir: str | Path, pool_dir: str | Path | Non
     if foreign:
         raise DatasetError(f"{foreign}; the model has no class for them: fix those answers in labels.tsv")
     out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / RUN_MARK, json.dumps({"train": str(train_dir), "unlabelled": str(pool_dir)}) + "\n")
     timings: dict[str, float] = {}
 
     def lap(stage: str, since: float) -> float:
@@ -389,11 +394,10 @@ def _train_detector(mix: Path, val: Path, run: Path, start: Path, model_cfg, ac:
 def _train_glyphs(mix: Path, val: Path, run: Path, detector: Path, start: Path, width: int, ac: AdaptConfig,
                   n_val: int, r: int, log, progress) -> None:
     from kdetect.glyphs.config import GlyphConfig
-    from kdetect.package import load_glyph_reader
+    from kdetect.package import GLYPH_CONFIG
     from kdetect.training.glyphs import GlyphTrainConfig, train_glyphs
 
-    _, start_gcfg = load_glyph_reader(start)
-    gcfg = dataclasses.replace(start_gcfg, input_width=width)
+    gcfg = dataclasses.replace(GlyphConfig.load(Path(start) / GLYPH_CONFIG), input_width=width)
     tc = GlyphTrainConfig(train_data=str(mix), val_data=str(val), out_dir=str(run), glyphs=gcfg,
                           epochs=ac.glyph_epochs, steps_per_epoch=ac.glyph_steps,
                           learning_rate=ac.learning_rate * (0.5 ** r), warmup_steps=min(100, ac.glyph_steps),
