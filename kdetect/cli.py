@@ -15,7 +15,7 @@ from kdetect.quiet import native_stderr_held, quiet_environment, start_tensorflo
 # The commands that need TensorFlow (the train extra); reading (solve, eval, serve) runs the
 # package's TFLite files without it, unless --backend tf.
 TENSORFLOW_COMMANDS = {"train", "finetune", "adapt", "train-classifier", "train-glyphs", "export", "demo", "compact",
-                       "soup", "compare"}
+                       "soup", "compare", "rebuild"}
 FORCE_HELP = ("replace the output folder even where it holds files kdetect did not write (without it, such a "
               "folder is refused and left as it is)")
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_demo(sub)
     _add_web(sub)
     _add_compact(sub)
+    _add_rebuild(sub)
     _add_soup(sub)
     _add_compare(sub)
     _add_serve(sub)
@@ -513,6 +514,28 @@ def _run_compact(args: argparse.Namespace) -> None:
     from kdetect.training.compact import compact_package
 
     print(f"wrote {compact_package(args.model, args.out, force=args.force)}")
+
+
+def _add_rebuild(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rebuild", help="rebuild a shipped model from the repository: the chain of generate, train "
+                                       "and compact steps in a chain file (configs/rebuild/default.json)")
+    p.add_argument("chain", type=Path, nargs="?", default=Path("configs/rebuild/default.json"),
+                   help="the chain file (default: configs/rebuild/default.json, the shipped default model)")
+    p.add_argument("--work", type=Path, help="folder for the chain's data and runs (default: the repository)")
+    p.add_argument("--tiny", action="store_true",
+                   help="a few images and steps per stage: checks that the chain runs end to end, in minutes; "
+                        "the package it leaves is not one to use")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.set_defaults(run=_run_rebuild)
+
+
+def _run_rebuild(args: argparse.Namespace) -> None:
+    from kdetect.training.rebuild import Chain, rebuild
+    from kdetect.training.releases import REPO
+
+    chain = Chain.load(args.chain)
+    package = rebuild(chain, args.work or REPO, tiny=args.tiny, force=args.force, log=print)
+    print(f"rebuilt {chain.name}: {package}")
 
 
 def _add_soup(sub: argparse._SubParsersAction) -> None:

@@ -29,6 +29,7 @@ from kdetect.fsutil import check_replaceable, write_atomic
 from kdetect.package import CONFIG, WEIGHTS, load_weights, read_training
 from kdetect.training.loop import BEST, HISTORY, check_recipe, read_history, run_training, validation_arrays
 from kdetect.training.packaging import detector_card, glyph_writer, save_package
+from kdetect.training.releases import RELEASES, starting_package
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,14 @@ class DetectorKind:
     """The detector's part of the loop: YOLO targets from the boxes, the YOLOv3 loss, whole
     answers read right on the held-out images."""
 
-    def __init__(self, tc: TrainConfig, cfg: ModelConfig, val_images: np.ndarray, val_texts: list[str]):
-        self.tc, self.cfg, self.val_images, self.val_texts = tc, cfg, val_images, val_texts
+    def __init__(self, tc: TrainConfig, cfg: ModelConfig, val_images: np.ndarray, val_texts: list[str],
+                 start: Path | None = None):
+        self.tc, self.cfg, self.val_images, self.val_texts, self.start = tc, cfg, val_images, val_texts, start
 
     def build(self, optimizer: keras.optimizers.Optimizer) -> tuple[keras.Model, keras.Model]:
         detector = build_detector(self.cfg)
-        if self.tc.init_from:
-            start = Path(self.tc.init_from)
+        if self.start:
+            start = self.start
             # Through the package loader: a package a user names is checked like any other.
             load_weights(detector, start / WEIGHTS, f"the network {start / CONFIG} describes")
         trainer = YoloTrainer(detector, self.cfg)
@@ -178,13 +180,14 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     out = Path(tc.out_dir)
     check_replaceable(out / "model", force)
     out.mkdir(parents=True, exist_ok=True)
+    start = starting_package(tc.init_from, out.parent / RELEASES)
     train_manifest = load_manifest(tc.train_data)
     load_manifest(tc.val_data)
     cfg = tc.model
-    if tc.init_from:
+    if start:
         # The input size is the run's own: a site's wider canvas keeps its glyphs' proportions
         # (the network is convolutional, so the start's weights fit any size).
-        cfg = dataclasses.replace(ModelConfig.load(Path(tc.init_from) / CONFIG),
+        cfg = dataclasses.replace(ModelConfig.load(start / CONFIG),
                                   score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
                                   answer_length=cfg.answer_length, answer_lengths=cfg.answer_lengths,
                                   input_height=cfg.input_height,
@@ -200,9 +203,9 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
     write_atomic(out / "model_config.json", cfg.to_json())
 
     val_images, val_texts = validation_arrays(tc.val_data, cfg, tc.val_images)
-    kind = DetectorKind(tc, cfg, val_images, val_texts)
+    kind = DetectorKind(tc, cfg, val_images, val_texts, start)
     detector, run = run_training(tc, kind, out, log, verbose, devices)
-    return _package(tc, cfg, detector, val_images, val_texts, train_manifest, run, force=force)
+    return _package(tc, cfg, detector, val_images, val_texts, train_manifest, run, start, force=force)
 
 
 def package_best(tc: TrainConfig, out_dir: str | Path | None = None, force: bool = False) -> dict:
@@ -220,10 +223,11 @@ def package_best(tc: TrainConfig, out_dir: str | Path | None = None, force: bool
     history = read_history(out / HISTORY)
     run = {"checkpoint": "best so far of the run", "epochs_run": len(history),
            "seconds": history[-1]["seconds"] if history else None}
-    return _package(tc, cfg, detector, val_images, val_texts, load_manifest(tc.train_data), run, out_dir, force)
+    start = starting_package(tc.init_from, out.parent / RELEASES)
+    return _package(tc, cfg, detector, val_images, val_texts, load_manifest(tc.train_data), run, start, out_dir, force)
 
 
-def _package(tc, cfg, detector, val_images, val_texts, train_manifest, run, out_dir=None, force=False) -> dict:
+def _package(tc, cfg, detector, val_images, val_texts, train_manifest, run, start, out_dir=None, force=False) -> dict:
     if tc.tune_thresholds:
         cfg = tune_thresholds(detector, val_images, val_texts, cfg)
     summary = {
@@ -236,8 +240,8 @@ def _package(tc, cfg, detector, val_images, val_texts, train_manifest, run, out_
     }
     if tc.init_from:
         # The whole lineage travels with the model: a continued run is only reproducible from its parents.
-        summary["init_from"] = {"package": tc.init_from, "training": read_training(tc.init_from)}
+        summary["init_from"] = {"package": tc.init_from, "training": read_training(start)}
     # The glyph reader of a two-stage package it continues stays with it: it reads any detector's boxes.
     save_package(out_dir or Path(tc.out_dir) / "model", detector, cfg, summary, detector_card(cfg, tc, summary), force,
-                 glyph_writer(tc.init_from, input_size=(cfg.input_height, cfg.input_width)))
+                 glyph_writer(start, input_size=(cfg.input_height, cfg.input_width)))
     return summary

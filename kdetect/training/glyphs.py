@@ -25,6 +25,7 @@ from kdetect.glyphs.tune import tune_glyph_thresholds
 from kdetect.package import GLYPH_CONFIG, GLYPH_WEIGHTS
 from kdetect.training.loop import check_recipe, run_training
 from kdetect.training.packaging import attach_glyph_reader
+from kdetect.training.releases import RELEASES, starting_package
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,13 @@ class GlyphKind:
     """The glyph reader's part of the loop: crops labelled by the renderer's boxes, cross-entropy
     over the charset and "no glyph", crops read right on the held-out captchas."""
 
-    def __init__(self, tc: GlyphTrainConfig, val_crops: np.ndarray, val_labels: np.ndarray):
-        self.tc, self.val_crops, self.val_labels = tc, val_crops, val_labels
+    def __init__(self, tc: GlyphTrainConfig, val_crops: np.ndarray, val_labels: np.ndarray, start: Path | None = None):
+        self.tc, self.val_crops, self.val_labels, self.start = tc, val_crops, val_labels, start
 
     def build(self, optimizer: keras.optimizers.Optimizer) -> tuple[keras.Model, keras.Model]:
         reader = build_glyph_reader(self.tc.glyphs)
-        if self.tc.init_from:
-            start_from(reader, self.tc.init_from)
+        if self.start:
+            start_from(reader, str(self.start))
         reader.compile(optimizer=optimizer, loss=glyph_loss(self.tc.glyphs.num_classes))
         return reader, reader
 
@@ -127,12 +128,13 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
     if tc.detector:
         check_replaceable(out / "model", force)
     out.mkdir(parents=True, exist_ok=True)
+    start = starting_package(tc.init_from, out.parent / RELEASES)
     manifest = load_manifest(tc.train_data)
     write_atomic(out / "train_config.json", tc.to_json())
     write_atomic(out / GLYPH_CONFIG, tc.glyphs.to_json())
     val_crops, val_labels = validation_crops(tc)
     # The best weights keep the reader's own file name: runs made before the one loop resume and package as they were.
-    reader, run = run_training(tc, GlyphKind(tc, val_crops, val_labels), out, log, verbose, best_name=GLYPH_WEIGHTS)
+    reader, run = run_training(tc, GlyphKind(tc, val_crops, val_labels, start), out, log, verbose, best_name=GLYPH_WEIGHTS)
     best = out / GLYPH_WEIGHTS
     summary = {"train_data": tc.train_data, "train_images": manifest["images"], "train_seed": manifest["seed"],
                "val_data": tc.val_data, "val_crops": len(val_labels),
