@@ -197,6 +197,7 @@ def test_train_a_few_steps_then_evaluate(data, tmp_path, capsys):
     assert all(r["accuracy"] == 0.0 for length, r in by_length.items() if length != "2")
 
 
+@pytest.mark.slow  # a TF.js conversion or several packages built: ~10 s each
 @pytest.mark.skipif(not converter_installed(), reason="tensorflowjs is not installed (the export extra)")
 def test_classifier_exports_to_tfjs(package, tmp_path):
     out = export_tfjs(package, tmp_path / "web-model", quantize="uint8")

@@ -50,6 +50,7 @@ def test_grid_has_256_levels_keeps_zero_and_is_idempotent():
     assert uint8_grid(positive).min() == pytest.approx(1.0) and uint8_grid(positive).max() == pytest.approx(3.0)
 
 
+@pytest.mark.slow  # a TF.js conversion or several packages built: ~10 s each
 @pytest.mark.skipif(not converter_installed(), reason="tensorflowjs is not installed (the export extra)")
 def test_grid_matches_the_tfjs_quantiser(tmp_path):
     # In a fresh interpreter: tensorflowjs's imports misbehave under pytest (they look for IPython).

@@ -40,6 +40,7 @@ def test_metadata_carries_the_decoding_config(package):
     assert meta["charset"] == ModelConfig().charset and len(meta["anchors"]) == 6 and meta["strides"] == [8, 16]
 
 
+@pytest.mark.slow  # a TF.js conversion or several packages built: ~10 s each
 @pytest.mark.skipif(not converter_installed(), reason="tensorflowjs is not installed")
 def test_tfjs_export_writes_a_graph_model(package, tmp_path):
     out = export_tfjs(package, tmp_path / "web-model", quantize="float16")

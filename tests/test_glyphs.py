@@ -129,6 +129,7 @@ def two_stage_package(untrained_package, tmp_path: Path, seed: int = 0) -> Path:
     return attach_glyph_reader(untrained_package(seed), weights, gcfg.to_json(), summary, tmp_path / "two-stage")
 
 
+@pytest.mark.slow  # builds and saves several packages: ~10 s
 def test_two_stage_package_reads_alike_on_both_backends(untrained_package, tmp_path):
     from kdetect.serving.solver import Solver
 
@@ -142,6 +143,7 @@ def test_two_stage_package_reads_alike_on_both_backends(untrained_package, tmp_p
         np.testing.assert_allclose([g.score for g in a.glyphs], [g.score for g in b.glyphs], rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow  # builds and saves several packages: ~10 s
 def test_the_glyph_reader_travels_with_its_detector(untrained_package, tmp_path):
     from kdetect.errors import ConfigError
     from kdetect.package import load_glyph_reader

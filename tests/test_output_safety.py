@@ -67,7 +67,8 @@ def test_a_file_as_out_is_refused(tmp_path, untrained_package, capsys):
 
 @pytest.mark.parametrize("command", [
     "compact", "export-tflite", "export-saved_model", "soup",
-    pytest.param("export-tfjs", marks=pytest.mark.skipif(not converter_installed(), reason="tensorflowjs is not installed")),
+    pytest.param("export-tfjs", marks=[pytest.mark.skipif(not converter_installed(), reason="tensorflowjs is not installed"),
+                                  pytest.mark.slow]),  # the converter alone takes ~10 s
 ])
 def test_package_commands_keep_the_users_files(tmp_path, untrained_package, command, capsys):
     out = tmp_path / "X"

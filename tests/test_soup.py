@@ -39,6 +39,7 @@ def test_the_soup_is_the_mean_of_its_packages(tmp_path):
     assert "weight average of 2" in lineage({"init_from": {"package": str(tmp_path / "soup"), "training": record}})
 
 
+@pytest.mark.slow  # builds and saves several packages: ~10 s
 def test_a_soup_of_runs_on_different_alphabets_chooses_from_all_of_them(tmp_path):
     package(tmp_path / "digits", 1, alphabets=("0123456789",))
     package(tmp_path / "digits2", 2, alphabets=("0123456789",))
