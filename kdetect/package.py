@@ -1,5 +1,5 @@
 """A model package, read: a folder with the network, the resolved config as JSON, and a model
-card (kdetect/training/packaging.py writes them).
+card (kdetect/training/packaging.py writes them, each kind's trainer its card).
 
     detector.weights.h5   Keras weights of build_detector(config)      (kind "detector")
     classifier.keras      the whole Keras classifier, uncompiled (kdetect/classifier)  (kind "classifier")

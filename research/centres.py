@@ -19,9 +19,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from kdetect.detector.alphabet import guess_alphabet
+from kdetect.alphabet import guess_alphabet
 from kdetect.detector.config import ModelConfig
-from kdetect.detector.preprocess import preprocess
+from kdetect.preprocess import preprocess
 from kdetect.readings import symbol_mask
 
 STRIDE = 4  # the centre head's cells, on the detector's stride-4 features

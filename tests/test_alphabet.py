@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kdetect.detector.alphabet import alphabet_table, guess_alphabet, training_alphabets
+from kdetect.alphabet import alphabet_table, guess_alphabet, training_alphabets
 
 CHARSET = "0123456789abcdef"
 

@@ -16,10 +16,10 @@ from kdetect.cli import main
 from kdetect.data import renderer
 from kdetect.data.generate import DatasetSpec, generate
 from kdetect.detector.config import ModelConfig
-from kdetect.detector.preprocess import preprocess
 from kdetect.errors import ConfigError, DatasetError, LengthError
 from kdetect.package import CLASSIFIER_MODEL as MODEL
 from kdetect.package import package_kind
+from kdetect.preprocess import preprocess
 from kdetect.serving.export import converter_installed, export_tfjs
 from kdetect.serving.solver import Solver
 from kdetect.training.classifier import position_accuracy, usable_images, whole_answer_accuracy

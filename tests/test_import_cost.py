@@ -28,7 +28,7 @@ def test_reading_a_captcha_loads_no_training_module():
     statement = ("import numpy as np\nfrom kdetect import Solver\n"
                  "r = Solver().read(np.full((60, 160, 3), 255, np.uint8))\nassert isinstance(r.text, str)")
     modules = loaded_after(statement)
-    assert "kdetect.detector.reader" in modules and "kdetect.serving.lite" in modules
+    assert "kdetect.serving.detector_reader" in modules and "kdetect.serving.lite" in modules
     heavy = [m for m in modules if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY))]
     assert heavy == [], f"reading loads {heavy}"
 

@@ -198,7 +198,7 @@ function glyphIndices(all, meta, length = null) {
 }
 
 /** The training alphabets (a repeated one drawn that often) -> {names, logPrior, ratio}:
- * distinct alphabets, log prior, and u_A(c) / m(c) per alphabet and class (kdetect/detector/alphabet.py). */
+ * distinct alphabets, log prior, and u_A(c) / m(c) per alphabet and class (kdetect/alphabet.py). */
 export function alphabetTable(alphabets, charset) {
   const counts = new Map();
   for (const a of alphabets) counts.set(a, (counts.get(a) ?? 0) + 1);
@@ -263,7 +263,7 @@ function decodeWithClasses(outputs, meta, imageWidth, imageHeight, { guessAlphab
 }
 
 /** The fixed-length classifier baseline's output -> {text, confidence, glyphs}, as
- * kdetect/classifier/reader.py reads it: per position the most probable character; the
+ * kdetect/classifier/decode.py reads it: per position the most probable character; the
  * confidence is the product of those probabilities. Glyphs have no boxes (`box: null`).
  * `output` is {data, shape} or a nested array of shape [length, classes] (or [1, length, classes]). */
 export function decodeClassifier(output, meta) {

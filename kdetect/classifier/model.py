@@ -2,7 +2,7 @@
 
 Built-in Keras layers only, so a saved classifier loads with keras.saving.load_model without
 custom objects and exports to SavedModel / TF.js as it is. It takes preprocessed images (0..1,
-see kdetect/detector/preprocess.py); each backbone's own input scaling is a layer inside the model.
+see kdetect/preprocess.py); each backbone's own input scaling is a layer inside the model.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from kdetect.classifier.config import ClassifierConfig
-from kdetect.detector.model import scaled
+from kdetect.nn import scaled
 
 # (filters, convolutions) per block of the small backbone; each block ends in a 2x2 max-pool, so
 # a 64x160 input leaves a 4x10 map: ten columns keep where along the text each feature was.

@@ -1,1 +1,1 @@
-"""The YOLOv3-tiny glyph detector: config, model, anchors, targets, loss, decoding, its reader."""
+"""The YOLOv3-tiny glyph detector: config, model, anchors, targets, loss, decoding."""

@@ -36,7 +36,7 @@ class ModelConfig(JsonConfig):
     ignore_iou: float = 0.5
     max_boxes: int = 16
     # The alphabets (allowed_symbols) the training data drew answers from, a repeated one drawn
-    # that many times as often: the decoder guesses which one a captcha uses (alphabet.py).
+    # that many times as often: the decoder guesses which one a captcha uses (kdetect/alphabet.py).
     # Empty: no guess, every character may be read.
     alphabets: tuple[str, ...] = ()
     # False in a compacted package (kdetect/training/compact.py): batch norm folded into the convolutions.

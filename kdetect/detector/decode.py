@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from kdetect.detector.alphabet import guess_alphabet
+from kdetect.alphabet import guess_alphabet
 from kdetect.detector.config import ModelConfig
 from kdetect.readings import Glyph, Reading, symbol_mask
 
@@ -154,7 +154,7 @@ def decode_batch(outputs: list[np.ndarray], cfg: ModelConfig, image_sizes: list[
 
     symbols: the characters the captchas are known to use; others never win. Without them, and
     when the model knows its training alphabets, each captcha is read with the alphabet its
-    glyphs point to (alphabet.py) unless guess_alphabet is False. length: the answer length, if
+    glyphs point to (kdetect/alphabet.py) unless guess_alphabet is False. length: the answer length, if
     known (see glyph_indices)."""
     floor = score_floor(cfg, length)
     boxes, objectness, logits, images = candidate_rows(outputs, cfg, floor)

@@ -15,17 +15,13 @@ import numpy as np
 from keras import layers
 
 from kdetect.detector.config import ModelConfig
+from kdetect.nn import scaled
 
 # Objectness starts near 1% so the many empty cells do not swamp the first steps.
 OBJECTNESS_PRIOR = 0.01
 
 
 BN_EPSILON = 1e-3
-
-
-def scaled(channels: int, multiplier: float, least: int) -> int:
-    """A layer's channel count under a width multiplier, never below `least`."""
-    return max(least, int(round(channels * multiplier)))
 
 
 def conv_block(x, filters: int, size: int = 3, name: str | None = None, batch_norm: bool = True):

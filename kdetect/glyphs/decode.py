@@ -10,22 +10,13 @@ on the kept glyphs' probabilities. NumPy only; web/decode.js mirrors it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 
-from kdetect.detector.alphabet import guess_alphabet
-from kdetect.detector.config import ModelConfig
+from kdetect.alphabet import guess_alphabet
 from kdetect.glyphs.config import GlyphConfig
 from kdetect.readings import Glyph, Reading, symbol_mask
-
-
-def proposing_config(cfg: ModelConfig, gcfg: GlyphConfig, threshold: float | None = None) -> ModelConfig:
-    """The detector's config as it proposes glyphs to the reader: its score threshold down to
-    the reader's proposal threshold (or `threshold`)."""
-    lowest = min(cfg.score_threshold, gcfg.proposal_threshold if threshold is None else threshold)
-    return dataclasses.replace(cfg, score_threshold=lowest)
 
 
 def crop_centres(proposals: list[Reading], image_sizes: list[tuple[int, int]], gcfg: GlyphConfig) -> np.ndarray:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from kdetect.detector.preprocess import preprocess
 from kdetect.glyphs.config import GlyphConfig
+from kdetect.preprocess import preprocess
 
 
 def crop_columns(images, centres, width: int):

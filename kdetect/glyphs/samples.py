@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kdetect.detector.preprocess import preprocess
 from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.model import crop_columns
+from kdetect.preprocess import preprocess
 
 # Near a glyph: within this share of its width, or NEAR_PX, of its centre (a narrow 1's box
 # from the detector is often 3 px off, and must still read as a 1). Far: beyond FAR of its width

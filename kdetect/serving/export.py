@@ -26,7 +26,7 @@ METADATA = "metadata.json"
 
 def serving_model(model_dir: str | Path):
     """raw RGB images [B, H, W, 3] float32 0..255 -> the network's outputs, preprocessing included."""
-    from kdetect.detector.preprocess import with_preprocessing
+    from kdetect.preprocess import with_preprocessing
 
     network, cfg = load_any_package(model_dir)
     return with_preprocessing(network, cfg)

@@ -4,7 +4,7 @@ Why: for the small batches `solve` sees, a TF graph call spends most of its time
 runtime, not in the convolutions (8.6 ms for one 160x60 captcha with the shipped detector on
 the 2-core machine); the TFLite interpreter with its XNNPACK kernels runs the same network in
 3.0 ms and a batch twice as fast. The converted graph starts from uint8 pixels and holds
-kdetect.detector.preprocess.preprocess, so the one preprocessing function is still the only one.
+kdetect.preprocess.preprocess, so the one preprocessing function is still the only one.
 
 Every package kdetect writes carries its conversion (model.tflite, glyphs.tflite and lite.json,
 which records each file's sha256 and a digest of the network files it was converted from), so
@@ -76,7 +76,7 @@ def _network_digest(model_dir: str | Path, prefix: str) -> str:
 
 def convert(model, cfg) -> bytes:
     """model(preprocess(uint8 images [B, H, W, 3] of any size)) as a TFLite flatbuffer."""
-    from kdetect.detector.preprocess import with_preprocessing
+    from kdetect.preprocess import with_preprocessing
 
     return convert_serving(with_preprocessing(model, cfg, "uint8"))
 

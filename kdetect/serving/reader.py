@@ -41,7 +41,7 @@ class Reader(ABC):
         # The characters the captchas are known to use (a site's allowed_symbols), if given.
         self.symbols = symbols
         # Without symbols: read each captcha with the training alphabet its glyphs point to, where
-        # the model knows its alphabets (kdetect/detector/alphabet.py).
+        # the model knows its alphabets (kdetect/alphabet.py).
         self.guess_alphabet = guess_alphabet
         # The answer length the site uses, if known (every read may also say it): a detector then
         # reads that many glyphs. None: a fine-tuned package's recorded length, else any.
@@ -161,7 +161,7 @@ def compiled_inference(model, cfg):
     Compiled once: a plain Keras call re-traces Python for every image and costs tens of ms."""
     import tensorflow as tf
 
-    from kdetect.detector.preprocess import preprocess
+    from kdetect.preprocess import preprocess
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], reduce_retracing=True)
     def infer(images):

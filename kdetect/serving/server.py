@@ -206,7 +206,7 @@ def reading_json(reading: Reading) -> dict:
 
 def model_facts(solver: Solver) -> dict:
     """What GET /model answers: the package's facts, read from its files."""
-    from kdetect import __version__
+    from kdetect.version import __version__
     from kdetect.package import read_training
     from kdetect.serving.lite import network_digest
 

@@ -16,10 +16,10 @@ def open_reader(model_dir: str | Path, symbols: str | None = None, backend: str 
                 guess_alphabet: bool = True, length: int | None = None) -> Reader:
     """The reader for a package's kind (see kdetect/package.py); nothing is loaded yet."""
     if package_kind(model_dir) == "classifier":
-        from kdetect.classifier.reader import ClassifierReader
+        from kdetect.serving.classifier_reader import ClassifierReader
 
         return ClassifierReader(model_dir, symbols, backend, length=length)
-    from kdetect.detector.reader import DetectorReader
+    from kdetect.serving.detector_reader import DetectorReader
 
     return DetectorReader(model_dir, symbols, backend, guess_alphabet, length)
 

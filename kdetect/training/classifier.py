@@ -14,16 +14,16 @@ import numpy as np
 import tensorflow as tf
 
 from kdetect.classifier.config import ClassifierConfig
+from kdetect.classifier.decode import decode_probabilities
 from kdetect.classifier.model import build_classifier
-from kdetect.classifier.reader import decode_probabilities
 from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
-from kdetect.detector.preprocess import preprocess
 from kdetect.errors import DatasetError
 from kdetect.fsutil import check_replaceable, write_atomic
+from kdetect.preprocess import preprocess
 from kdetect.training.loop import BEST, check_recipe, run_training, validation_arrays
-from kdetect.training.packaging import classifier_card, save_classifier_package
+from kdetect.training.packaging import save_classifier_package
 
 
 @dataclass(frozen=True)
@@ -164,3 +164,22 @@ def train_classifier(tc: ClassifierTrainConfig, devices: list[str] | None = None
     }
     save_classifier_package(out / "model", out / BEST, cfg, summary, classifier_card(cfg, tc, summary))
     return summary
+
+
+def classifier_card(cfg: ClassifierConfig, tc: ClassifierTrainConfig, summary: dict) -> str:
+    """A trained classifier's card."""
+    return (
+        "# kdetect classifier baseline\n\n"
+        f"Fixed-length classifier: {cfg.backbone} backbone (initial weights: {cfg.weights or 'random'}, "
+        f"{summary['parameters']:,} parameters), input {cfg.input_height}x{cfg.input_width}, one softmax over "
+        f"`{cfg.charset}` at each of {cfg.length} positions. It reads answers of exactly {cfg.length} "
+        "characters and nothing else; the detector reads any length.\n\n"
+        f"- Training data: {summary['train_images_of_length']:,} answers of length {cfg.length} out of "
+        f"{summary['train_images']:,} synthetic images from kcaptcha_bbox, preset `{summary['train_preset']}`, "
+        f"seed {summary['train_seed']} ({tc.train_data}).\n"
+        f"- Training: batch {tc.batch_size}, up to {tc.epochs} epochs of {tc.steps_per_epoch} steps, AdamW with "
+        f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}.\n"
+        f"- Held-out synthetic validation ({summary['val_images']} images, {tc.val_data}): full-string accuracy "
+        f"{summary['val_string_accuracy']:.4f} (per-position {summary['val_position_accuracy']:.4f}).\n"
+        "- Never trained on real captchas.\n"
+    )

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from kdetect.detector.config import ModelConfig
-from kdetect.package import load_package, read_training
-from kdetect.training.packaging import compacted_card, glyph_writer, save_package
+from kdetect.package import CARD, load_package, read_training
+from kdetect.training.packaging import glyph_writer, save_package
 
 LEVELS = 255  # uint8
 
@@ -76,3 +76,10 @@ def compact_package(model_dir: str | Path, out_dir: str | Path, force: bool = Fa
     card = compacted_card(model_dir)
     # A glyph reader goes onto the same grid: the browser runs it from uint8 weights too.
     return save_package(out_dir, detector, cfg, training, card, force, glyph_writer(model_dir, snap_weights))
+
+
+def compacted_card(model_dir: str | Path) -> str:
+    """The card of a compacted copy of model_dir: its own, and what compacting did."""
+    return (Path(model_dir) / CARD).read_text() + (
+        "- Compacted for shipping (kdetect/training/compact.py): batch norm folded into the convolutions, weights "
+        "on TF.js's uint8 grid, so the browser export computes exactly this network.\n")

@@ -13,22 +13,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kdetect.alphabet import training_alphabets
 from kdetect.configio import JsonConfig
 from kdetect.data.augment import augment_dataset
 from kdetect.data.tfrecord import load_manifest, read_dataset
-from kdetect.detector.alphabet import training_alphabets
 from kdetect.detector.anchors import kmeans_anchors, mean_best_iou
 from kdetect.detector.config import ModelConfig
 from kdetect.detector.decode import decode_batch
 from kdetect.detector.loss import yolo_loss
 from kdetect.detector.model import build_detector
-from kdetect.detector.preprocess import preprocess
 from kdetect.detector.targets import encode_targets
 from kdetect.errors import ConfigError
 from kdetect.fsutil import check_replaceable, write_atomic
 from kdetect.package import CONFIG, WEIGHTS, load_weights, read_training
+from kdetect.preprocess import preprocess
 from kdetect.training.loop import BEST, HISTORY, check_recipe, read_history, run_training, validation_arrays
-from kdetect.training.packaging import detector_card, glyph_writer, save_package
+from kdetect.training.packaging import alphabets_line, glyph_writer, lineage, save_package
 from kdetect.training.releases import RELEASES, starting_package
 
 
@@ -245,3 +245,30 @@ def _package(tc, cfg, detector, val_images, val_texts, train_manifest, run, star
     save_package(out_dir or Path(tc.out_dir) / "model", detector, cfg, summary, detector_card(cfg, tc, summary), force,
                  glyph_writer(start, input_size=(cfg.input_height, cfg.input_width)))
     return summary
+
+
+def detector_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
+    """A trained detector's card."""
+    params = build_detector(cfg).count_params()
+    labelled = summary.get("train_source") == "labelled"
+    if labelled:
+        data = (f"- Training data: {summary['train_images']:,} labelled captchas ({tc.train_data}), each glyph's "
+                f"box placed by the model it continues (kdetect/training/finetune.py).\n")
+        real = ("- Fine-tuned on labelled captchas, validated on held-out ones of the same folders; thresholds "
+                + ("tuned on those.\n" if tc.tune_thresholds else "those of the model it continues.\n"))
+    else:
+        data = (f"- Training data: {summary['train_images']:,} synthetic images from kcaptcha_bbox, preset "
+                f"`{summary['train_preset']}`, seed {summary['train_seed']} ({tc.train_data}).\n")
+        real = "- Never trained on real captchas. See the README for accuracy on real KCAPTCHA images.\n"
+    return (
+        "# kdetect detector\n\n"
+        f"YOLOv3-tiny (width x{cfg.width_multiplier}, {params:,} parameters), input {cfg.input_height}x"
+        f"{cfg.input_width}, strides {cfg.strides}, charset `{cfg.charset}`.\n\n"
+        + data +
+        f"- Training: batch {tc.batch_size}, up to {tc.epochs} epochs of {tc.steps_per_epoch} steps, AdamW with "
+        f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}"
+        + (f", weights averaged (EMA, decay {tc.ema_decay})" if tc.ema_decay else "") + ".\n"
+        f"- Held-out {'labelled' if labelled else 'synthetic'} validation ({summary['val_images']} images, "
+        f"{tc.val_data}): full-string accuracy {summary['val_string_accuracy']:.4f}.\n"
+        + alphabets_line(cfg) + lineage(summary) + real
+    )

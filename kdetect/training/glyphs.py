@@ -21,8 +21,8 @@ from kdetect.glyphs.config import GlyphConfig
 from kdetect.glyphs.loss import glyph_loss
 from kdetect.glyphs.model import build_glyph_reader
 from kdetect.glyphs.samples import crop_dataset
-from kdetect.glyphs.tune import tune_glyph_thresholds
 from kdetect.package import GLYPH_CONFIG, GLYPH_WEIGHTS
+from kdetect.training.glyph_tune import tune_glyph_thresholds
 from kdetect.training.loop import check_recipe, run_training
 from kdetect.training.packaging import attach_glyph_reader
 from kdetect.training.releases import RELEASES, starting_package

@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from kdetect.data.tfrecord import read_dataset
-from kdetect.detector.preprocess import InputSize, preprocess
 from kdetect.errors import ConfigError
+from kdetect.preprocess import InputSize, preprocess
 from kdetect.training.ema import WeightEMA
 
 HISTORY = "val_history.jsonl"

@@ -1,6 +1,7 @@
-"""Writing model packages and their model cards: every package kdetect writes (trained,
-continued, fine-tuned, averaged, compacted, paired with a glyph reader), and every card, is
-written here; kdetect/package.py reads them.
+"""Writing model packages: every package kdetect writes (trained, continued, fine-tuned,
+averaged, compacted, paired with a glyph reader) is written here, with the card lines they
+share; each kind's own card is written beside its trainer, which imports this module.
+kdetect/package.py reads packages.
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kdetect.classifier.config import ClassifierConfig
 from kdetect.detector.config import ModelConfig
 from kdetect.errors import ConfigError
 from kdetect.fsutil import staged_output
 from kdetect.package import (CARD, CLASSIFIER_MODEL, CONFIG, GLYPH_CONFIG, GLYPH_WEIGHTS, TRAINING, WEIGHTS,
                              load_glyph_reader, package_kind, read_training)
 
-if TYPE_CHECKING:  # the training configs import this module: their types only, for the signatures
+if TYPE_CHECKING:  # Keras loads only where a package is written, not where this module is imported
     import keras
-
-    from kdetect.classifier.config import ClassifierConfig
-    from kdetect.training.classifier import ClassifierTrainConfig
-    from kdetect.training.detector import TrainConfig
 
 
 def write_package(out_dir: str | Path, config_json: str, training: dict, card: str,
@@ -110,82 +108,11 @@ def attach_glyph_reader(detector_dir: str | Path, weights: str | Path, glyph_con
                          write_model, force)
 
 
-def compacted_card(model_dir: str | Path) -> str:
-    """The card of a compacted copy of model_dir: its own, and what compacting did."""
-    return (Path(model_dir) / CARD).read_text() + (
-        "- Compacted for shipping (kdetect/training/compact.py): batch norm folded into the convolutions, weights "
-        "on TF.js's uint8 grid, so the browser export computes exactly this network.\n")
-
-
 def glyph_reader_line(summary: dict) -> str:
     """The card line of a second stage added to a detector; summary: the glyph reader's training record."""
     return (f"- Second stage (kdetect/glyphs): a glyph reader trained on {summary.get('train_images', '?'):,} "
             f"synthetic captchas ({summary.get('train_data')}) names each glyph from a crop around it and "
             f"drops doubled boxes; held-out crop accuracy {summary.get('val_crop_accuracy', float('nan')):.4f}.\n")
-
-
-def detector_card(cfg: ModelConfig, tc: TrainConfig, summary: dict) -> str:
-    """A trained detector's card."""
-    from kdetect.detector.model import build_detector
-
-    params = build_detector(cfg).count_params()
-    labelled = summary.get("train_source") == "labelled"
-    if labelled:
-        data = (f"- Training data: {summary['train_images']:,} labelled captchas ({tc.train_data}), each glyph's "
-                f"box placed by the model it continues (kdetect/training/finetune.py).\n")
-        real = ("- Fine-tuned on labelled captchas, validated on held-out ones of the same folders; thresholds "
-                + ("tuned on those.\n" if tc.tune_thresholds else "those of the model it continues.\n"))
-    else:
-        data = (f"- Training data: {summary['train_images']:,} synthetic images from kcaptcha_bbox, preset "
-                f"`{summary['train_preset']}`, seed {summary['train_seed']} ({tc.train_data}).\n")
-        real = "- Never trained on real captchas. See the README for accuracy on real KCAPTCHA images.\n"
-    return (
-        "# kdetect detector\n\n"
-        f"YOLOv3-tiny (width x{cfg.width_multiplier}, {params:,} parameters), input {cfg.input_height}x"
-        f"{cfg.input_width}, strides {cfg.strides}, charset `{cfg.charset}`.\n\n"
-        + data +
-        f"- Training: batch {tc.batch_size}, up to {tc.epochs} epochs of {tc.steps_per_epoch} steps, AdamW with "
-        f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}"
-        + (f", weights averaged (EMA, decay {tc.ema_decay})" if tc.ema_decay else "") + ".\n"
-        f"- Held-out {'labelled' if labelled else 'synthetic'} validation ({summary['val_images']} images, "
-        f"{tc.val_data}): full-string accuracy {summary['val_string_accuracy']:.4f}.\n"
-        + alphabets_line(cfg) + lineage(summary) + real
-    )
-
-
-def classifier_card(cfg: ClassifierConfig, tc: ClassifierTrainConfig, summary: dict) -> str:
-    """A trained classifier's card."""
-    return (
-        "# kdetect classifier baseline\n\n"
-        f"Fixed-length classifier: {cfg.backbone} backbone (initial weights: {cfg.weights or 'random'}, "
-        f"{summary['parameters']:,} parameters), input {cfg.input_height}x{cfg.input_width}, one softmax over "
-        f"`{cfg.charset}` at each of {cfg.length} positions. It reads answers of exactly {cfg.length} "
-        "characters and nothing else; the detector reads any length.\n\n"
-        f"- Training data: {summary['train_images_of_length']:,} answers of length {cfg.length} out of "
-        f"{summary['train_images']:,} synthetic images from kcaptcha_bbox, preset `{summary['train_preset']}`, "
-        f"seed {summary['train_seed']} ({tc.train_data}).\n"
-        f"- Training: batch {tc.batch_size}, up to {tc.epochs} epochs of {tc.steps_per_epoch} steps, AdamW with "
-        f"cosine decay from {tc.learning_rate}, augmentation of {float(tc.augment):.0%} of images, seed {tc.seed}.\n"
-        f"- Held-out synthetic validation ({summary['val_images']} images, {tc.val_data}): full-string accuracy "
-        f"{summary['val_string_accuracy']:.4f} (per-position {summary['val_position_accuracy']:.4f}).\n"
-        "- Never trained on real captchas.\n"
-    )
-
-
-def soup_card(cfg: ModelConfig, record: dict, offered: int) -> str:
-    """The card of a weight average of `offered` packages; record: its training record."""
-    parts = record["averaged_from"]
-    lines = [f"# kdetect detector (weight average of {len(parts)} packages)\n\n",
-             f"YOLOv3-tiny (width x{cfg.width_multiplier}), input {cfg.input_height}x{cfg.input_width}; "
-             f"its weights are the mean of {len(parts)} of the {offered} packages offered (kdetect/training/soup.py), "
-             "each listed with the runs it continued (training.json holds their full records):\n\n"]
-    lines.append(ingredient_lines(parts, 0))
-    if "val_string_accuracy" in record:
-        lines.append(f"\nHeld-out synthetic validation ({record['val_images']} images, {record['val_data']}): "
-                     f"full-string accuracy {record['val_string_accuracy']:.4f}, thresholds tuned there.\n")
-    lines.append(alphabets_line(cfg))
-    lines.append("Never trained on real captchas.\n")
-    return "".join(lines)
 
 
 def run_line(package: str, t: dict) -> str:

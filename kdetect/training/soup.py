@@ -19,7 +19,7 @@ from kdetect.detector.config import ModelConfig
 from kdetect.errors import ConfigError
 from kdetect.fsutil import check_replaceable
 from kdetect.package import GLYPH_WEIGHTS, load_package, read_training
-from kdetect.training.packaging import glyph_writer, save_package, soup_card
+from kdetect.training.packaging import alphabets_line, glyph_writer, ingredient_lines, save_package
 
 Weights = list[np.ndarray]
 
@@ -106,3 +106,19 @@ def shared_glyph_reader(model_dirs: Sequence[str | Path]) -> bool:
         raise ConfigError("the packages have different glyph readers (or only some have one); average their "
                           "detectors without them, then pair the soup with one: kdetect train-glyphs --detector")
     return True
+
+
+def soup_card(cfg: ModelConfig, record: dict, offered: int) -> str:
+    """The card of a weight average of `offered` packages; record: its training record."""
+    parts = record["averaged_from"]
+    lines = [f"# kdetect detector (weight average of {len(parts)} packages)\n\n",
+             f"YOLOv3-tiny (width x{cfg.width_multiplier}), input {cfg.input_height}x{cfg.input_width}; "
+             f"its weights are the mean of {len(parts)} of the {offered} packages offered (kdetect/training/soup.py), "
+             "each listed with the runs it continued (training.json holds their full records):\n\n"]
+    lines.append(ingredient_lines(parts, 0))
+    if "val_string_accuracy" in record:
+        lines.append(f"\nHeld-out synthetic validation ({record['val_images']} images, {record['val_data']}): "
+                     f"full-string accuracy {record['val_string_accuracy']:.4f}, thresholds tuned there.\n")
+    lines.append(alphabets_line(cfg))
+    lines.append("Never trained on real captchas.\n")
+    return "".join(lines)

@@ -2,7 +2,7 @@
 
 One file for Python/JS parity of both stages: the detector's decoding (web/decode.js decode,
 kdetect/detector/decode.py) and the two-stage pipeline (proposals, crop centres, first look,
-second look, refine: web/decode.js as web/app.js runs it, kdetect/detector/reader.py), each with
+second look, refine: web/decode.js as web/app.js runs it, kdetect/serving/detector_reader.py), each with
 and without the alphabet guess, some with a known answer length. The networks are a toy: a
 16x48 input, 2 anchors per scale, a 4-character charset, and a glyph reader that is a table of
 what the crop around each of the 48 columns reads; so every value fits on a line of the file.
@@ -23,10 +23,9 @@ import numpy as np
 
 from kdetect.detector.config import ModelConfig
 from kdetect.detector.decode import decode
-from kdetect.detector.reader import DetectorReader
 from kdetect.glyphs.config import GlyphConfig
-from kdetect.glyphs.decode import proposing_config
 from kdetect.readings import Reading
+from kdetect.serving.detector_reader import DetectorReader, proposing_config
 
 OUT = Path(__file__).with_name("vectors.json")
 CHARSET = "017l"

@@ -17,8 +17,9 @@ import numpy as np
 from kdetect.detector.config import ModelConfig
 from kdetect.detector.decode import proposal_batch
 from kdetect.glyphs.config import GlyphConfig
-from kdetect.glyphs.decode import look_twice, proposing_config, refine
+from kdetect.glyphs.decode import look_twice, refine
 from kdetect.readings import Reading
+from kdetect.serving.detector_reader import proposing_config
 
 PROPOSAL_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25)
 REJECT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

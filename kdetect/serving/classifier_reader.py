@@ -5,18 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from kdetect.classifier.config import ClassifierConfig
+from kdetect.classifier.decode import decode_probabilities
 from kdetect.errors import ConfigError, LengthError
 from kdetect.package import CONFIG, load_classifier_package, package_kind
-from kdetect.readings import Glyph, Reading, symbol_mask
+from kdetect.readings import Reading
 from kdetect.serving.reader import Reader, inference, packaged_networks
-
-
-def decode_probabilities(probs: np.ndarray, charset: str, symbols: str | None = None) -> Reading:
-    """One image's probabilities [length, classes] -> the most likely allowed char at each position."""
-    probs = probs * symbol_mask(charset, symbols)
-    ids, scores = probs.argmax(-1), probs.max(-1)
-    glyphs = tuple(Glyph(charset[i], float(s)) for i, s in zip(ids, scores))
-    return Reading("".join(g.char for g in glyphs), float(np.prod(scores)), glyphs)
 
 
 class ClassifierReader(Reader):

@@ -9,10 +9,17 @@ import numpy as np
 from kdetect.detector.config import ModelConfig
 from kdetect.detector.decode import decode_batch, proposal_batch, score_floor
 from kdetect.glyphs.config import GlyphConfig
-from kdetect.glyphs.decode import look_twice, proposing_config, refine
+from kdetect.glyphs.decode import look_twice, refine
 from kdetect.package import CONFIG, GLYPH_CONFIG, load_glyph_reader, load_package, package_kind
 from kdetect.readings import Reading
 from kdetect.serving.reader import Reader, glyph_inference, inference, packaged_networks
+
+
+def proposing_config(cfg: ModelConfig, gcfg: GlyphConfig, threshold: float | None = None) -> ModelConfig:
+    """The detector's config as it proposes glyphs to the reader: its score threshold down to
+    the reader's proposal threshold (or `threshold`)."""
+    lowest = min(cfg.score_threshold, gcfg.proposal_threshold if threshold is None else threshold)
+    return dataclasses.replace(cfg, score_threshold=lowest)
 
 
 class DetectorReader(Reader):
