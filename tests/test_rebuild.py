@@ -93,3 +93,12 @@ def test_the_chain_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
 
     reading = Solver(package).read(np.full((50, 160, 3), 255, np.uint8))
     assert len(reading.glyphs) == len(reading.text)
+
+
+def test_the_shipped_model_cards_name_files_that_exist():
+    import re
+
+    for card in (REPO / "kdetect" / "models").glob("*/MODEL_CARD.md"):
+        named = {m.rstrip(".,;:)`") for m in re.findall(r"kdetect/[\w/.-]+", card.read_text())}
+        assert named, card
+        assert [n for n in sorted(named) if not (REPO / n).exists()] == [], card
