@@ -89,7 +89,13 @@ def test_the_chain_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
     assert package == tmp_path / Chain.load(CHAIN).result
     assert {"config.json", "detector.weights.h5", "glyphs.json", "glyphs.weights.h5"} <= {p.name for p in package.iterdir()}
     training = json.loads((package / "training.json").read_text())
-    assert is_release(training["init_from"]["package"])
+    # Its lineage runs back through the chain's own runs to the release the chain starts from.
+    lineage = []
+    while "init_from" in training:
+        lineage.append(training["init_from"]["package"])
+        training = training["init_from"]["training"] or {}
+    # (the release's own history, recorded when it was trained, goes on further back).
+    assert lineage[0] == str(tmp_path / "runs/wide-46/model") and is_release(lineage[1]), lineage
     # The package loads and reads, both stages, in the TFLite runtime a user's solve runs.
     import numpy as np
 
