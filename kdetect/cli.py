@@ -97,13 +97,7 @@ def _run_generate(args: argparse.Namespace) -> None:
     path = renderer.preset_path(args.preset) if args.preset else args.config
     config = renderer.load_config(path)
     if args.fonts:
-        for folder in args.fonts:
-            if not folder.is_dir():
-                raise ConfigError(f"--fonts {folder}: no such folder; point it at KCAPTCHA's fonts (a Gnuboard "
-                                  f"checkout's plugin/kcaptcha/fonts) or make strips with "
-                                  f"python tools/make_fonts.py --out {folder}")
-        folders = [str(folder.resolve()) for folder in args.fonts]
-        config["fonts"] = folders[0] if len(folders) == 1 else folders
+        config = renderer.with_fonts(config, args.fonts)
     spec = DatasetSpec(config=config, seed=args.seed, count=args.count,
                        tfrecord=args.tfrecord, shard_size=args.shard_size, preset=args.preset)
     with tqdm(total=args.count, unit="img", desc="generate") as bar:

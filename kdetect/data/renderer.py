@@ -59,6 +59,18 @@ def load_config(path: str | Path) -> dict:
     return config
 
 
+def with_fonts(config: dict, folders: list[str | Path]) -> dict:
+    """config drawing with the strips in folders instead of its own (with several, each image
+    draws a folder first, then a strip in it); a missing folder is refused, naming where strips come from."""
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise ConfigError(f"--fonts {folder}: no such folder; point it at KCAPTCHA's fonts (a Gnuboard "
+                              f"checkout's plugin/kcaptcha/fonts) or make strips with "
+                              f"python tools/make_fonts.py --out {folder}")
+    resolved = [str(Path(f).resolve()) for f in folders]
+    return {**config, "fonts": resolved[0] if len(resolved) == 1 else resolved}
+
+
 @functools.cache
 def php_binary() -> str:
     """The php executable, checked once for the GD extension."""

@@ -106,11 +106,7 @@ def _generate(step: Step, work: Path, tiny: bool) -> None:
 
     config = renderer.load_config(renderer.preset_path(step.preset))
     if step.fonts:
-        folders = [(REPO / f).resolve() for f in step.fonts]
-        for folder in folders:
-            if not folder.is_dir():
-                raise ConfigError(f"the chain draws with the fonts in {folder}, which is missing: see README, fonts")
-        config["fonts"] = [str(f) for f in folders] if len(folders) > 1 else str(folders[0])
+        config = renderer.with_fonts(config, [REPO / f for f in step.fonts])
     count = min(step.count, TINY_IMAGES) if tiny else step.count
     spec = DatasetSpec(config=config, seed=step.seed, count=count, tfrecord=True, preset=step.preset)
     generate(spec, _rooted(work, step.out), source=f"preset {step.preset}")
