@@ -32,6 +32,7 @@ def test_the_vectors_are_what_the_python_readers_read_now():
     assert [c["name"] for c in committed["cases"]] == [c["name"] for c in fresh["cases"]]
     for old, new in zip(committed["cases"], fresh["cases"]):
         assert alike(old, new), old["name"]
+    assert alike(committed["shift_votes"], fresh["shift_votes"])
 
 
 def alike(a, b) -> bool:

@@ -6,7 +6,8 @@
 // which: "no-tfjs", "no-model", "bad-model", "image").
 
 import {
-  cropCentres, decode, decodeClassifier, proposals, refine, relookCentres, secondLooks,
+  cropCentres, decode, decodeClassifier, movedBack, pixelShift, proposals, refine, relookCentres, secondLooks,
+  shiftPixels, vote,
 } from './decode.js';
 
 const MODEL_URL = 'model/model.json';
@@ -152,30 +153,52 @@ async function readGlyphs(input, columns) {
   }
 }
 
+/** A float input [1, H, W, 3] of a width x height image -> its reading by the package's stages. */
+async function readInput(input, width, height) {
+  const outputs = await readBack(await runGraph(model, input));
+  if (meta.kind === 'classifier') return decodeClassifier(outputs[0], meta);
+  if (!glyphModel) return decode(outputs, meta, width, height);
+  const proposal = proposals(outputs, meta, width, height);
+  const columns = cropCentres(proposal, width, meta);
+  const [probs] = await readGlyphs(input, columns);
+  // The second look: proposals the first look dropped, read again a few columns aside.
+  const relook = relookCentres(proposal, probs, columns, meta);
+  const second = relook ? secondLooks((await readGlyphs(input, relook.columns))[0], relook.slots, meta) : null;
+  return refine(proposal, probs, meta, { columns, second });
+}
+
 /** Image -> {reading, ms}: the answer and the milliseconds taken by both stages, reading the
- * outputs back from the accelerator included. */
+ * outputs back from the accelerator included. An unsure reading is read again at the package's
+ * vote shifts and the answer most readings give wins (decode.js vote, as kdetect's Python does). */
 async function infer(image) {
   const start = performance.now();
-  const input = tf.tidy(() => tf.browser.fromPixels(image).toFloat().expandDims(0));
+  const width = image.naturalWidth;
+  const height = image.naturalHeight;
+  const pixels = tf.browser.fromPixels(image);
+  const input = tf.tidy(() => pixels.toFloat().expandDims(0));
   try {
-    const outputs = await readBack(await runGraph(model, input));
-    let reading;
-    if (meta.kind === 'classifier') {
-      reading = decodeClassifier(outputs[0], meta);
-    } else if (glyphModel) {
-      const proposal = proposals(outputs, meta, image.naturalWidth, image.naturalHeight);
-      const columns = cropCentres(proposal, image.naturalWidth, meta);
-      const [probs] = await readGlyphs(input, columns);
-      // The second look: proposals the first look dropped, read again a few columns aside.
-      const relook = relookCentres(proposal, probs, columns, meta);
-      const second = relook ? secondLooks((await readGlyphs(input, relook.columns))[0], relook.slots, meta) : null;
-      reading = refine(proposal, probs, meta, { columns, second });
-    } else {
-      reading = decode(outputs, meta, image.naturalWidth, image.naturalHeight);
+    let reading = await readInput(input, width, height);
+    const g = meta.glyphs;
+    if (g && g.vote_shifts && g.vote_shifts.length && reading.confidence < g.vote_below) {
+      const data = await pixels.data();
+      const ballot = [reading];
+      for (const [n, shift] of g.vote_shifts.entries()) {
+        // Settled: its readings all agree after the first vote_settle_after shifts.
+        if (n && n === g.vote_settle_after && ballot.every((r) => r.text === reading.text)) break;
+        const [dx, dy] = pixelShift(shift, width, height, meta);
+        const moved = tf.tensor4d(shiftPixels(data, width, height, dx, dy), [1, height, width, 3], 'float32');
+        try {
+          ballot.push(movedBack(await readInput(moved, width, height), dx, dy, width, height));
+        } finally {
+          moved.dispose();
+        }
+      }
+      reading = vote(ballot);
     }
     return { reading, ms: performance.now() - start };
   } finally {
     input.dispose();
+    pixels.dispose();
   }
 }
 

@@ -442,3 +442,55 @@ export function refine(proposal, probs, meta, { guessAlphabet: guess = true, len
   const confidence = glyphs.length ? glyphs.reduce((p, x) => p * x.score, 1) : 0;
   return { text: glyphs.map((x) => x.char).join(''), confidence, glyphs };
 }
+
+// The shift vote (kdetect/serving/shift_vote.py): an unsure captcha is read again moved a few
+// pixels, and the answer most readings give wins.
+
+/** A shift in the network input's pixels -> the same shift in a width x height image (halves round up). */
+export function pixelShift([dx, dy], width, height, meta) {
+  return [Math.floor((dx * width) / meta.input_width + 0.5), Math.floor((dy * height) / meta.input_height + 0.5)];
+}
+
+/** RGB pixels (row-major [height, width, 3]) with their content moved dx right and dy down; the
+ * uncovered edge takes the paper colour, each channel's median over the top and bottom rows. */
+export function shiftPixels(pixels, width, height, dx, dy) {
+  const paper = [0, 1, 2].map((ch) => {
+    const values = [];
+    for (const y of [0, height - 1]) for (let x = 0; x < width; x += 1) values.push(pixels[(y * width + x) * 3 + ch]);
+    values.sort((a, b) => a - b);
+    const n = values.length;
+    const median = n % 2 ? values[(n - 1) / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+    return Math.floor(median);
+  });
+  const out = new Float32Array(width * height * 3);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const sx = x - dx;
+      const sy = y - dy;
+      const inside = sx >= 0 && sx < width && sy >= 0 && sy < height;
+      for (let ch = 0; ch < 3; ch += 1) {
+        out[(y * width + x) * 3 + ch] = inside ? pixels[(sy * width + sx) * 3 + ch] : paper[ch];
+      }
+    }
+  }
+  return out;
+}
+
+/** A reading of an image shifted by (dx, dy), its boxes put back in the original image's pixels. */
+export function movedBack(reading, dx, dy, width, height) {
+  const clamp = (v, hi) => Math.min(Math.max(v, 0), hi);
+  const glyphs = reading.glyphs.map((g) => ({
+    ...g,
+    box: g.box ? [clamp(g.box[0] - dx, width), clamp(g.box[1] - dy, height),
+      clamp(g.box[2] - dx, width), clamp(g.box[3] - dy, height)] : g.box,
+  }));
+  return { ...reading, glyphs };
+}
+
+/** The reading whose text most readings give; a tie goes to the text read first. */
+export function vote(readings) {
+  const counts = new Map();
+  for (const r of readings) counts.set(r.text, (counts.get(r.text) || 0) + 1);
+  const best = Math.max(...counts.values());
+  return readings.find((r) => counts.get(r.text) === best);
+}

@@ -41,6 +41,13 @@ class GlyphConfig(JsonConfig):
     relook_step: int = 3
     relook_steps: int = 2
     relook_separation: int = 10
+    # The shift vote (kdetect/serving/shift_vote.py): a captcha read with a confidence under
+    # vote_below is read again moved by each (dx, dy) of vote_shifts, in network input pixels,
+    # and the answer most readings give wins. No shifts: every captcha is read once. After the
+    # first vote_settle_after shifts, a captcha whose readings all agree is settled (0: never).
+    vote_shifts: tuple[tuple[int, int], ...] = ()
+    vote_below: float = 0.0
+    vote_settle_after: int = 0
 
     @property
     def relook_offsets(self) -> list[int]:
@@ -51,6 +58,16 @@ class GlyphConfig(JsonConfig):
     def num_classes(self) -> int:
         """The charset's classes and one more: no glyph centred here."""
         return len(self.charset) + 1
+
+    @classmethod
+    def convert(cls, data: dict) -> dict:
+        shifts = data.get("vote_shifts", ())
+        if not isinstance(shifts, (list, tuple)) or not all(
+                isinstance(s, (list, tuple)) and len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in s)
+                for s in shifts):
+            raise ConfigError(f"vote_shifts must be a list of [dx, dy] pairs of whole pixels, not {shifts!r}")
+        data["vote_shifts"] = tuple(tuple(s) for s in shifts)
+        return data
 
     def validate(self) -> None:
         # The reader is built at this size: a crafted glyphs.json must not ask for gigabytes.
@@ -72,5 +89,11 @@ class GlyphConfig(JsonConfig):
             raise ConfigError(f"relook_steps must lie between 0 and 4, not {self.relook_steps}")
         if not 0 <= self.relook_separation <= self.input_width:
             raise ConfigError(f"relook_separation must lie between 0 and the input width, not {self.relook_separation}")
+        if len(self.vote_shifts) > 16 or any(abs(v) > 16 for s in self.vote_shifts for v in s):
+            raise ConfigError(f"vote_shifts takes at most 16 shifts of at most 16 pixels, not {list(self.vote_shifts)}")
+        if not 0 <= self.vote_settle_after <= len(self.vote_shifts):
+            raise ConfigError(f"vote_settle_after must lie between 0 and the number of vote_shifts, not {self.vote_settle_after}")
+        if not 0.0 <= self.vote_below <= 1.0:
+            raise ConfigError(f"vote_below must lie in [0, 1], not {self.vote_below}")
         if len(set(self.charset)) != len(self.charset):
             raise ConfigError("charset has repeated characters")

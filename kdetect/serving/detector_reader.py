@@ -13,6 +13,7 @@ from kdetect.glyphs.decode import look_twice, refine
 from kdetect.package import CONFIG, GLYPH_CONFIG, load_glyph_reader, load_package, package_kind
 from kdetect.readings import Reading
 from kdetect.serving.reader import Reader, glyph_inference, inference, packaged_networks
+from kdetect.serving.shift_vote import read_with_votes
 
 
 def proposing_config(cfg: ModelConfig, gcfg: GlyphConfig, threshold: float | None = None) -> ModelConfig:
@@ -50,6 +51,14 @@ class DetectorReader(Reader):
 
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int], length: int | None = None) -> list[Reading]:
         length = length if length is not None else self.config.answer_length
+        gcfg = self.glyph_config
+        if gcfg is None or not gcfg.vote_shifts:
+            return self._read_lengths(images, size, length)
+        return read_with_votes(images, size, (self.config.input_width, self.config.input_height),
+                               lambda batch: self._read_lengths(batch, size, length), gcfg.vote_shifts, gcfg.vote_below,
+                               gcfg.vote_settle_after)
+
+    def _read_lengths(self, images: np.ndarray, size: tuple[int, int], length: int | None) -> list[Reading]:
         readings = self._read_length(images, size, length)
         if length is None and self.config.answer_lengths is not None:
             # An adapted site's range: a reading outside it is read again at the nearest length it

@@ -24,8 +24,9 @@ import numpy as np
 from kdetect.detector.config import ModelConfig
 from kdetect.detector.decode import decode
 from kdetect.glyphs.config import GlyphConfig
-from kdetect.readings import Reading
+from kdetect.readings import Glyph, Reading
 from kdetect.serving.detector_reader import DetectorReader, proposing_config
+from kdetect.serving.shift_vote import moved_back, pixel_shift, shifted, vote
 
 OUT = Path(__file__).with_name("vectors.json")
 CHARSET = "017l"
@@ -199,7 +200,30 @@ def vectors() -> dict:
              lambda f: len(f["read"].text) == 3 and f["without_length"].text != f["read"].text
              and len(f["asked"]) == 1, length=3),
     ]
-    return {"generator": "web/test/make_vectors.py", "cases": cases}
+    return {"generator": "web/test/make_vectors.py", "cases": cases, "shift_votes": shift_votes()}
+
+
+def shift_votes() -> list[dict]:
+    """The shift vote's pieces (kdetect/serving/shift_vote.py) on small images: where a shift in
+    network pixels lands in the image, the moved pixels with their paper fill, the boxes moved
+    back and the reading the vote picks."""
+    rng = np.random.default_rng(9)
+    meta = {"input_width": 48, "input_height": 16}
+    texts = [["17", "1l", "17", "1l"], ["07", "7", "0l"], ["1", "l", "l"], ["l", "1", "1", "l", "l"]]
+    out = []
+    for k, (shift, size) in enumerate([((2, 0), (48, 16)), ((-3, 1), (96, 32)), ((1, -1), (120, 40)), ((5, 2), (160, 64))]):
+        width, height = min(size[0], 9), min(size[1], 6)
+        image = rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        dx, dy = pixel_shift(shift, size, (meta["input_width"], meta["input_height"]))
+        moved_px = shifted(image, dx, dy)
+        ballot = [Reading(t, 0.5, tuple(Glyph(c, 0.5, (4.0 * i, 1.0, 4.0 * i + 6, 9.0)) for i, c in enumerate(t)))
+                  for t in texts[k % len(texts)]]
+        out.append({"shift": list(shift), "size": list(size), "pixel_shift": [dx, dy],
+                    "image": image[0].reshape(-1).tolist(), "width": width, "height": height,
+                    "shifted": moved_px[0].reshape(-1).tolist(),
+                    "texts": texts[k % len(texts)], "voted": ballot.index(vote(ballot)),
+                    "moved_back": as_json(moved_back(ballot[0], dx, dy, size))})
+    return out
 
 
 def dumps(value, indent: str = "") -> str:

@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { cropCentres, decode, proposals, refine, relookCentres, secondLooks } from '../decode.js';
+import {
+  cropCentres, decode, movedBack, pixelShift, proposals, refine, relookCentres, secondLooks, shiftPixels, vote,
+} from '../decode.js';
 
-const { cases } = JSON.parse(readFileSync(new URL('./vectors.json', import.meta.url), 'utf8'));
+const { cases, shift_votes: shiftVotes } = JSON.parse(readFileSync(new URL('./vectors.json', import.meta.url), 'utf8'));
 
 function assertReading(got, want, what) {
   assert.equal(got.text, want.text, `${what}: text`);
@@ -53,5 +55,18 @@ for (const c of cases) {
         assertReading(got.reading, want, what);
       }
     }
+  });
+}
+
+for (const [k, v] of shiftVotes.entries()) {
+  test(`the shift vote's pieces match Python's, vector ${k}`, () => {
+    const meta = { input_width: 48, input_height: 16 };
+    assert.deepEqual(pixelShift(v.shift, v.size[0], v.size[1], meta), v.pixel_shift);
+    assert.deepEqual(Array.from(shiftPixels(v.image, v.width, v.height, v.pixel_shift[0], v.pixel_shift[1])), v.shifted);
+    const ballot = v.texts.map((text) => ({
+      text, confidence: 0.5, glyphs: [...text].map((char, i) => ({ char, score: 0.5, box: [4 * i, 1, 4 * i + 6, 9] })),
+    }));
+    assert.equal(ballot.indexOf(vote(ballot)), v.voted);
+    assertReading(movedBack(ballot[0], v.pixel_shift[0], v.pixel_shift[1], v.size[0], v.size[1]), v.moved_back, 'moved back');
   });
 }
