@@ -15,6 +15,7 @@ final class RenderError extends Exception
 }
 
 const KB_MAX_FIT_TRIES = 1000;
+const KB_LENGTH_TRIES = 100;
 const KB_MAX_ANSWER_TRIES = 1000;
 
 /**
@@ -27,9 +28,16 @@ function kb_render(array $cfg, array $fontGroups, int $seed, int $index, bool $t
     $o = kb_sample_options($cfg);
     [$w, $h] = [$o['width'], $o['height']];
 
+    $length = null;
     for ($try = 0; ; $try++) {
         $font = kb_pick_font($fontGroups);
-        $text = kb_answer($o['allowed_symbols'], mt_rand(...$o['length']), $o['reject_pairs']);
+        // KCAPTCHA draws the length once per image and redraws only answer and font until the
+        // text fits (realval kcaptcha21 holds as many 7s as 5s). Where one length cannot fit
+        // in KB_LENGTH_TRIES draws, a new one is drawn: kdetect's way out, not the engine's.
+        if ($length === null || $try % KB_LENGTH_TRIES === 0) {
+            $length = mt_rand(...$o['length']);
+        }
+        $text = kb_answer($o['allowed_symbols'], $length, $o['reject_pairs']);
         $placed = kb_place($o, $font, $text);
         if (!$o['fit'] || $placed['x'] < $w - 10) {
             break;

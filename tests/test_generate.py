@@ -228,3 +228,19 @@ def test_kcaptcha_fonts_draw_beside_the_look_alikes(tmp_path):
     drawn = [json.loads(line)["font"] for line in (tmp_path / "data" / "annotations.jsonl").open()]
     real = sum(f in {"times_bold", "palatino_linotype_bold", "perpetua_bold"} for f in drawn)
     assert 15 <= real <= 45
+
+
+@pytest.mark.slow  # draws captchas with the PHP renderer
+def test_an_answer_that_does_not_fit_is_redrawn_at_its_length(tmp_path):
+    # KCAPTCHA 2.1 redraws answer and font until the text fits, not the length (its real captchas
+    # hold as many 7s as 5s). On a canvas where most 7-glyph texts overflow, redrawing the length
+    # too would leave few 7s.
+    import collections
+    import json
+
+    config = {**renderer.load_config(renderer.preset_path("kcaptcha21")), "width": 136}
+    out = tmp_path / "narrow"
+    generate(DatasetSpec(config=config, seed=5, count=300), out)
+    lengths = collections.Counter(len(json.loads(line)["text"]) for line in (out / "annotations.jsonl").open())
+    assert set(lengths) == {5, 6, 7}
+    assert min(lengths.values()) >= 0.7 * max(lengths.values()), lengths
