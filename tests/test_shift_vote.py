@@ -110,3 +110,12 @@ def test_settled_captchas_are_not_read_at_the_later_shifts():
     assert got[1].text == "b1"
     with pytest.raises(ConfigError, match="vote_settle_after"):
         GlyphConfig(vote_shifts=((2, 0),), vote_settle_after=2).validate()
+
+
+def test_a_package_card_states_the_vote_its_config_asks_for():
+    from kdetect.training.packaging import vote_line
+
+    gcfg = json.loads(GlyphConfig(vote_shifts=((4, 0), (-4, 0), (0, 2)), vote_below=0.9, vote_settle_after=2).to_json())
+    line = vote_line(gcfg)
+    assert "under 0.9" in line and "(4, 0), (-4, 0), (0, 2)" in line and "past the first 2" in line
+    assert vote_line(json.loads(GlyphConfig().to_json())) == ""

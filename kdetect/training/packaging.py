@@ -104,8 +104,8 @@ def attach_glyph_reader(detector_dir: str | Path, weights: str | Path, glyph_con
 
     training = {**(read_training(detector_dir) or {}), "glyph_reader": summary}
     card = (detector_dir / CARD).read_text() if (detector_dir / CARD).is_file() else "# kdetect detector\n\n"
-    return write_package(out_dir, (detector_dir / CONFIG).read_text(), training, card + glyph_reader_line(summary),
-                         write_model, force)
+    lines = glyph_reader_line(summary) + vote_line(json.loads(glyph_config_json))
+    return write_package(out_dir, (detector_dir / CONFIG).read_text(), training, card + lines, write_model, force)
 
 
 def glyph_reader_line(summary: dict) -> str:
@@ -113,6 +113,19 @@ def glyph_reader_line(summary: dict) -> str:
     return (f"- Second stage (kdetect/glyphs): a glyph reader trained on {summary.get('train_images', '?'):,} "
             f"synthetic captchas ({summary.get('train_data')}) names each glyph from a crop around it and "
             f"drops doubled boxes; held-out crop accuracy {summary.get('val_crop_accuracy', float('nan')):.4f}.\n")
+
+
+def vote_line(glyph_config: dict) -> str:
+    """The card line of the shift vote a glyph config asks for (kdetect/serving/shift_vote.py), if any."""
+    shifts = glyph_config.get("vote_shifts") or []
+    if not shifts:
+        return ""
+    settle = glyph_config.get("vote_settle_after", 0)
+    where = ", ".join(f"({dx}, {dy})" for dx, dy in shifts)
+    staged = f"; past the first {settle}, only where the readings so far disagree" if settle else ""
+    return (f"- Shift vote (kdetect/serving/shift_vote.py): a captcha read with confidence under "
+            f"{glyph_config.get('vote_below')} is read again moved by {where} input pixels{staged}; "
+            f"the answer most readings give wins.\n")
 
 
 def run_line(package: str, t: dict) -> str:
