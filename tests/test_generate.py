@@ -1,6 +1,8 @@
 """Dataset generation: determinism, resume after a kill, the TFRecord reader, and clear errors."""
 
+import collections
 import filecmp
+import json
 import os
 import signal
 import subprocess
@@ -163,7 +165,6 @@ def test_resume_with_changed_font_strips_is_refused(make_config, tmp_path):
 
 @pytest.mark.slow  # draws captchas with the PHP renderer
 def test_generate_cli_draws_with_another_font_folder(tmp_path, capsys):
-    import json
     import shutil
 
     from kdetect.cli import main
@@ -197,8 +198,6 @@ def font_folder(path: Path, count: int) -> Path:
 def test_several_font_folders_are_drawn_folder_first(tmp_path):
     """Each image draws a folder, then a strip in it: one strip in a folder of its own is drawn
     about half the time, however many the other folder holds."""
-    import collections
-    import json
 
     lone, many = font_folder(tmp_path / "lone", 1), font_folder(tmp_path / "many", 9)
     (many / sorted(p.name for p in lone.iterdir())[0]).unlink()  # no strip in both
@@ -217,7 +216,6 @@ REAL_FONTS = Path(__file__).resolve().parents[2] / "shared" / "kcaptcha-fonts"
 @pytest.mark.skipif(not REAL_FONTS.is_dir(), reason="KCAPTCHA's font strips are not at ../shared/kcaptcha-fonts")
 def test_kcaptcha_fonts_draw_beside_the_look_alikes(tmp_path):
     """The default model's training mixture: KCAPTCHA's three strips and the shipped look-alikes."""
-    import json
 
     from kdetect.cli import main
 
@@ -235,9 +233,6 @@ def test_an_answer_that_does_not_fit_is_redrawn_at_its_length(tmp_path):
     # KCAPTCHA 2.1 redraws answer and font until the text fits, not the length (its real captchas
     # hold as many 7s as 5s). On a canvas where most 7-glyph texts overflow, redrawing the length
     # too would leave few 7s.
-    import collections
-    import json
-
     config = {**renderer.load_config(renderer.preset_path("kcaptcha21")), "width": 136}
     out = tmp_path / "narrow"
     generate(DatasetSpec(config=config, seed=5, count=300), out)

@@ -52,7 +52,7 @@ class DetectorReader(Reader):
     def _read_arrays(self, images: np.ndarray, size: tuple[int, int], length: int | None = None) -> list[Reading]:
         length = length if length is not None else self.config.answer_length
         gcfg = self.glyph_config
-        if gcfg is None or not gcfg.vote_shifts:
+        if gcfg is None:
             return self._read_lengths(images, size, length)
         return read_with_votes(images, size, (self.config.input_width, self.config.input_height),
                                lambda batch: self._read_lengths(batch, size, length), gcfg.vote_shifts, gcfg.vote_below,

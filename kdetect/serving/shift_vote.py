@@ -29,7 +29,7 @@ def shifted(images: np.ndarray, dx: int, dy: int) -> np.ndarray:
     """uint8 images [B, H, W, 3] with their content moved dx pixels right and dy down; the
     uncovered edge takes each image's paper colour (the per-channel median of its top and bottom
     rows, where a captcha has no text)."""
-    b, h, w, _ = images.shape
+    h, w = images.shape[1:3]
     paper = np.median(np.concatenate([images[:, 0], images[:, -1]], axis=1), axis=1).astype(np.uint8)
     out = np.broadcast_to(paper[:, None, None, :], images.shape).copy()
     if abs(dx) < w and abs(dy) < h:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdetect.readings import Reading
+from kdetect.serving.shift_vote import shifted as shifted_batch
 
 
 @dataclass(frozen=True)
@@ -24,16 +25,10 @@ class PseudoFilter:
 
 
 def shifted(pixels: np.ndarray, dx: int = 3, dy: int = -2) -> np.ndarray:
-    """The captcha moved by (dx, dy) pixels, the uncovered edge filled with its paper colour
-    (the border rows' median): the second view a pseudo-label must survive."""
-    paper = np.median(np.concatenate([pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3)]), axis=0)
-    out = np.empty_like(pixels)
-    out[...] = paper.astype(pixels.dtype)
-    h, w = pixels.shape[:2]
-    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
-    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-    out[yd, xd] = pixels[ys, xs]
-    return out
+    """The captcha [H, W, 3] moved by (dx, dy) pixels, the uncovered edge filled with its paper
+    colour, as the shift vote moves it (kdetect/serving/shift_vote.py): the second view a
+    pseudo-label must survive."""
+    return shifted_batch(pixels[None], dx, dy)[0]
 
 
 def rejection(first: Reading, second: Reading, rule: PseudoFilter) -> str | None:
