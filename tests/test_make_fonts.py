@@ -176,3 +176,30 @@ def test_stressed_strips_are_valid_and_repeatable(tmp_path):
     again = np.asarray(tool.render_strip(FONT, "stress1"))
     assert np.array_equal(again, np.asarray(Image.open(stressed)))
     assert not np.array_equal(again, np.asarray(tool.render_strip(FONT, "stress2")))
+
+
+def test_training_fonts_hold_no_held_out_family_and_the_unseen_ones_are_held_out():
+    heldout = Path(__file__).resolve().parents[2] / "shared" / "heldout-fonts.txt"
+    if not heldout.is_file():
+        pytest.skip(f"{heldout} absent")
+    from PIL import ImageFont
+
+    held = {line.strip().lower() for line in heldout.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    tool = load_tool()
+
+    def family(path: str) -> str:
+        return ImageFont.truetype(path, 20).getname()[0].lower()
+
+    trained = [p for p in {**tool.DEFAULT_FONTS, **tool.LIBRARY_FONTS} if Path(p).is_file()]
+    unseen = [p for p in tool.UNSEEN_FONTS if Path(p).is_file()]
+    if not trained or not unseen:
+        pytest.skip("the fonts are not installed (bash tools/setup.sh)")
+    # The check must see a held-out family where there is one: DejaVu is on the shared list.
+    assert any(family(p) in held for p in unseen)
+    # Our own unseen families (TeX Gyre Bonum, whose twin is URW Bookman) are out of training too.
+    held |= {family(p) for p in unseen} | {"urw bookman"}
+    assert not [p for p in trained if family(p) in held]
+    # Every strip of the adaptation library comes from a listed font, so none slipped in by hand.
+    names = {tool.strip_name(p) for p in tool.LIBRARY_FONTS}
+    strips = (SCRIPT.parents[1] / "kcaptcha_bbox" / "library").glob("*.png")
+    assert {s.stem.split("-")[0] for s in strips} <= names

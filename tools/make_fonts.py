@@ -152,6 +152,29 @@ LIBRARY_FONTS = {
     f"{_TT}/freefont/FreeSerifBoldItalic.ttf": "fonts-freefont-ttf",
     f"{_TT}/vollkorn/Vollkorn-BoldItalic.ttf": "fonts-vollkorn",
     f"{_OT}/league-mono/LeagueMono-CondensedBold.otf": "fonts-league-mono",
+    # A second round of designs for issue 26's default model: a geometric sans of Futura's kind
+    # (single-storey a and g) and its condensed cut, more geometric and squared sans, a DIN,
+    # a rounded face, a constructed one, and serifs of kinds the first list lacks (Charter,
+    # Gentium, a Modern, Computer Modern, a Goudy).
+    f"{_TT}/beteckna/BetecknaGS-Bold.ttf": "fonts-beteckna",
+    f"{_TT}/beteckna/BetecknaGSCondensed-Bold.ttf": "fonts-beteckna",
+    f"{_TT}/manrope/Manrope-Bold.ttf": "fonts-manrope",
+    f"{_OT}/mplus/Mplus1-Bold.otf": "fonts-mplus",
+    f"{_OT}/mplus/Mplus1Code-Bold.otf": "fonts-mplus",
+    f"{_OT}/jura/Jura-Bold.otf": "fonts-jura",
+    f"{_OT}/play/Play-Bold.otf": "fonts-play",
+    f"{_TT}/oxygen/Oxygen-Sans-Bold.ttf": "fonts-oxygen",
+    f"{_TT}/opendin/OSP-DIN.ttf": "fonts-opendin",
+    f"{_OT}/junction/Junction.otf": "fonts-junction",
+    f"{_TT}/eurofurence/eurof75.ttf": "fonts-eurofurence",
+    f"{_OT}/millimetre/millimetreA Bold 01.otf": "fonts-millimetre",
+    f"{_TT}/charis/CharisSIL-Bold.ttf": "fonts-sil-charis",
+    f"{_TT}/charis/CharisSIL-BoldItalic.ttf": "fonts-sil-charis",
+    f"{_TT}/gentiumplus/GentiumBookPlus-Bold.ttf": "fonts-sil-gentiumplus",
+    f"{_TT}/gentiumplus/GentiumPlus-BoldItalic.ttf": "fonts-sil-gentiumplus",
+    f"{_TT}/fonts-oldstandard/OldStandard-Bold.ttf": "fonts-oldstandard",
+    "/usr/share/texmf/fonts/opentype/public/lm/lmroman10-bold.otf": "fonts-lmodern",
+    f"{_OT}/sortsmill/GoudyBookletter1911.otf": "fonts-goudybookletter",
 }
 KNOWN_FONTS = {**DEFAULT_FONTS, **UNSEEN_FONTS, **LIBRARY_FONTS}
 # Strip names for files whose stem says little.
@@ -166,6 +189,10 @@ STRIP_NAMES = {
     "LinLibertine_RBI": "linux_libertine_bold_italic",
     "Anonymous Pro B": "anonymous_pro_bold",
     "Inconsolata": "inconsolata",
+    "eurof75": "eurofurence_bold",
+    "millimetreA Bold 01": "millimetre_bold",
+    "lmroman10-bold": "latin_modern_roman_bold",
+    "OSP-DIN": "osp_din",
 }
 
 

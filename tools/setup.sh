@@ -13,7 +13,9 @@ apt_packages=(php-cli php-gd python3-venv fonts-urw-base35 fonts-texgyre fonts-l
               fonts-roboto-unhinted fonts-inter fonts-cantarell fonts-karla fonts-cabin fonts-clear-sans fonts-go
               fonts-b612 fonts-league-spartan fonts-quicksand fonts-comfortaa fonts-dosis fonts-sil-andika
               fonts-inconsolata fonts-jetbrains-mono fonts-firacode fonts-anonymous-pro fonts-hermit fonts-mononoki
-              fonts-league-mono
+              fonts-league-mono fonts-beteckna fonts-manrope fonts-mplus fonts-jura fonts-play fonts-oxygen
+              fonts-opendin fonts-junction fonts-eurofurence fonts-millimetre fonts-sil-charis fonts-sil-gentiumplus
+              fonts-oldstandard fonts-lmodern fonts-goudybookletter
               chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
