@@ -95,7 +95,8 @@ def test_the_chain_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
         lineage.append(training["init_from"]["package"])
         training = training["init_from"]["training"] or {}
     # (the release's own history, recorded when it was trained, goes on further back).
-    assert lineage[0] == str(tmp_path / "runs/wide-46/model") and is_release(lineage[1]), lineage
+    # The chain's detector run starts from a release, named by version and digest.
+    assert is_release(lineage[0]) and lineage[0] == json.loads((REPO / "configs/train/wide-52.json").read_text())["init_from"], lineage
     # The package loads and reads, both stages, in the TFLite runtime a user's solve runs.
     import numpy as np
 
