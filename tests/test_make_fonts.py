@@ -196,8 +196,8 @@ def test_training_fonts_hold_no_held_out_family_and_the_unseen_ones_are_held_out
         pytest.skip("the fonts are not installed (bash tools/setup.sh)")
     # The check must see a held-out family where there is one: DejaVu is on the shared list.
     assert any(family(p) in held for p in unseen)
-    # Our own unseen families (TeX Gyre Bonum, whose twin is URW Bookman) are out of training too.
-    held |= {family(p) for p in unseen} | {"urw bookman"}
+    # Our own unseen families and their twins are out of training too.
+    held |= {family(p) for p in unseen} | {name.lower() for name in tool.UNSEEN_TWINS}
     assert not [p for p in trained if family(p) in held]
     # Every strip of the adaptation library comes from a listed font, so none slipped in by hand.
     names = {tool.strip_name(p) for p in tool.LIBRARY_FONTS}
