@@ -34,7 +34,13 @@ function kb_render(array $cfg, array $fontGroups, int $seed, int $index, bool $t
         // KCAPTCHA draws the length once per image and redraws only answer and font until the
         // text fits (realval kcaptcha21 holds as many 7s as 5s). Where one length cannot fit
         // in KB_LENGTH_TRIES draws, a new one is drawn: kdetect's way out, not the engine's.
-        if ($length === null || $try % KB_LENGTH_TRIES === 0) {
+        if ($try >= KB_MAX_FIT_TRIES) {
+            // The last KB_LENGTH_TRIES draws take the shortest length: on a narrow canvas every
+            // length drawn so far can be one too long (train-mix seed 273, image 75118 drew 7
+            // and 8 only, in 120 px), and a text fits at the shortest length if at any. Draws
+            // before this point are unchanged, so every image that rendered before is the same.
+            $length = $o['length'][0];
+        } elseif ($length === null || $try % KB_LENGTH_TRIES === 0) {
             $length = mt_rand(...$o['length']);
         }
         $text = kb_answer($o['allowed_symbols'], $length, $o['reject_pairs']);
@@ -42,8 +48,8 @@ function kb_render(array $cfg, array $fontGroups, int $seed, int $index, bool $t
         if (!$o['fit'] || $placed['x'] < $w - 10) {
             break;
         }
-        if ($try >= KB_MAX_FIT_TRIES) {
-            throw new RenderError("text never fits: after " . KB_MAX_FIT_TRIES . " draws no answer of length "
+        if ($try >= KB_MAX_FIT_TRIES + KB_LENGTH_TRIES) {
+            throw new RenderError("text never fits: after " . (KB_MAX_FIT_TRIES + KB_LENGTH_TRIES) . " draws no answer of length "
                 . json_encode($cfg['length']) . " fitted in width - 10 = " . ($w - 10) . " px; use a shorter "
                 . "'length', a larger 'width', 'no_spaces': true, or 'fit': false");
         }

@@ -109,6 +109,17 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         generate(spec(count=11), tmp_path)
 
 
+@pytest.mark.slow  # draws captchas with the PHP renderer
+def test_a_length_range_mostly_too_long_still_renders(tmp_path):
+    # At 100 px only 2-5 Gnuboard glyphs fit, so of lengths 2-30 most draws never fit: the
+    # renderer falls back to the shortest length instead of giving up on the image.
+    config = renderer.load_config(renderer.preset_path("gnuboard5"))
+    config.update(length=[2, 30], width=100, fit=True)
+    generate(DatasetSpec(config=config, seed=5, count=8, preset="gnuboard5"), tmp_path)
+    texts = [json.loads(line)["text"] for line in (tmp_path / "annotations.jsonl").open()]
+    assert len(texts) == 8 and all(2 <= len(t) <= 6 for t in texts) and any(len(t) == 2 for t in texts)
+
+
 def test_unknown_config_key_names_the_fix(make_config, tmp_path):
     with pytest.raises(ConfigError, match="unknown config key 'lenght' \\(did you mean 'length'\\?\\)"):
         renderer.check_config(make_config(lenght=4))
