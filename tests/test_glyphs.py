@@ -165,6 +165,17 @@ def test_the_glyph_reader_travels_with_its_detector(untrained_package, tmp_path)
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ConfigError, match="different glyph readers"):
         average_packages([package, untrained_package(0)], tmp_path / "soup2")
+    # A new reader for a compacted two-stage package (a release kept while its reader is
+    # retrained): the card describes the new reader only, and compacting again says so once.
+    from kdetect.training.packaging import attach_glyph_reader
+
+    summary = {"train_images": 20, "train_data": "newer", "val_crop_accuracy": 0.75}
+    again = attach_glyph_reader(compacted, compacted / "glyphs.weights.h5", gcfg.to_json(), summary, tmp_path / "again")
+    card = compact_package(again, tmp_path / "again-compacted") / "MODEL_CARD.md"
+    lines = card.read_text().splitlines()
+    readers = [line for line in lines if line.startswith("- Second stage")]
+    assert len(readers) == 1 and "20 synthetic captchas (newer)" in readers[0]
+    assert sum(line.startswith("- Compacted for shipping") for line in lines) == 1
 
 
 def test_a_known_length_keeps_the_crops_likeliest_to_hold_glyphs():

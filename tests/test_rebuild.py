@@ -51,6 +51,17 @@ def test_a_run_that_continues_a_folder_is_refused(tmp_path: Path):
         rebuild(chain, tmp_path, tiny=True)
 
 
+def test_a_glyph_run_may_keep_a_released_detector_but_not_a_folder(tmp_path: Path):
+    release = next(tc.init_from for tc in run_configs(Chain.load(CHAIN)).values() if is_release(tc.init_from))
+    config = json.loads((REPO / "configs/train/glyphs-54.json").read_text())
+    for name, detector in (("kept", release), ("folder", "kdetect/models/default")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({**config, "detector": detector}))
+    chain = Chain.from_dict({"name": "t", "result": "runs/x", "steps": [
+        {"do": "train-glyphs", "config": str(tmp_path / "kept.json")},
+        {"do": "train-glyphs", "config": str(tmp_path / "folder.json")}]})
+    assert mutable_starts(chain) == [f"{tmp_path / 'folder.json'}: detector kdetect/models/default"]
+
+
 def test_a_step_is_checked_when_the_chain_is_read():
     with pytest.raises(ConfigError, match="a compact step needs"):
         Chain.from_dict({"name": "t", "result": "r", "steps": [{"do": "compact", "out": "r"}]})
@@ -89,15 +100,14 @@ def test_the_chain_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
     assert package == tmp_path / Chain.load(CHAIN).result
     assert {"config.json", "detector.weights.h5", "glyphs.json", "glyphs.weights.h5"} <= {p.name for p in package.iterdir()}
     training = json.loads((package / "training.json").read_text())
-    # Its lineage runs back through the chain's own runs to the release the chain starts from.
-    lineage = []
-    while "init_from" in training:
-        lineage.append(training["init_from"]["package"])
-        training = training["init_from"]["training"] or {}
-    # (the release's own history, recorded when it was trained, goes on further back).
-    # The chain's detector run starts from a release, named by version and digest.
-    first_run = next(tc for n, tc in sorted(run_configs(Chain.load(CHAIN)).items()))
-    assert is_release(lineage[0]) and lineage[0] == first_run.init_from, lineage
+    # The package's record names every release the chain starts from: the detector's lineage (a
+    # trained detector's first ancestor, or a released detector's own) and the glyph reader's
+    # start and detector (the release's own history goes on further back).
+    recorded = {training["init_from"]["package"], training["glyph_reader"].get("init_from"),
+                training["glyph_reader"].get("detector")}
+    runs = run_configs(Chain.load(CHAIN)).values()
+    starts = {ref for tc in runs for ref in (tc.init_from, getattr(tc, "detector", None)) if is_release(ref)}
+    assert starts and starts <= recorded, (starts, recorded)
     # The package loads and reads, both stages, in the TFLite runtime a user's solve runs.
     import numpy as np
 

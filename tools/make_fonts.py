@@ -178,10 +178,48 @@ LIBRARY_FONTS = {
     f"{_TT}/fonts-oldstandard/OldStandard-Bold.ttf": "fonts-oldstandard",
     "/usr/share/texmf/fonts/opentype/public/lm/lmroman10-bold.otf": "fonts-lmodern",
     f"{_OT}/sortsmill/GoudyBookletter1911.otf": "fonts-goudybookletter",
+    # A third round (issue 26): the unseen-font errors left are a geometric or Bookman-like
+    # glyph read as its neighbour (single-storey a as d, a round 3 as 8), so more designs of
+    # those classes and of their neighbours: the Averia faces (each the average of many
+    # fonts), humanist and grotesque sans (PT Sans, Tuffy, Gillius, Universalis, Allerta, CMU
+    # Sans), signage and geometric faces (Routed Gothic, National Park, Highway Gothic, Sora),
+    # a casual one (Comic Neue), and soft or wide serifs (Century Catalogue, Romande, Oldania,
+    # Irianis, PT Serif, Noto Serif, CMU Concrete, Fanwood, Prociono, Junicode).
+    f"{_TT}/averia-gwf/AveriaSansGWF-Bold.ttf": "fonts-averia-sans-gwf",
+    f"{_TT}/averia-gwf/AveriaSerifGWF-Bold.ttf": "fonts-averia-serif-gwf",
+    f"{_TT}/averia-gwf/AveriaGWF-Bold.ttf": "fonts-averia-gwf",
+    f"{_TT}/paratype/PTS75F.ttf": "fonts-paratype",
+    f"{_TT}/paratype/PTF75F.ttf": "fonts-paratype",
+    f"{_TT}/paratype/PTM75F.ttf": "fonts-paratype",
+    f"{_TT}/tuffy/Tuffy_Bold.ttf": "fonts-tuffy",
+    f"{_ADF}/GilliusADF-Bold.otf": "fonts-adf-gillius",
+    f"{_ADF}/UniversalisADFStd-Bold.otf": "fonts-adf-universalis",
+    f"{_OT}/allerta/allerta_medium.otf": "fonts-allerta",
+    f"{_TT}/cmu/cmunsx.ttf": "fonts-cmu",
+    f"{_TT}/routed-gothic/routed-gothic-wide.ttf": "fonts-routed-gothic",
+    f"{_OT}/national-park/NationalPark-Heavy.otf": "fonts-national-park",
+    f"{_TT}/roadgeek/RG2014D.ttf": "fonts-roadgeek",
+    f"{_OT}/sora/Sora-Bold.otf": "fonts-sora",
+    f"{_OT}/comic-neue/ComicNeue-Bold.otf": "fonts-comic-neue",
+    f"{_TT}/fonts-century-catalogue/Century-Catalogue.ttf": "fonts-century-catalogue",
+    f"{_ADF}/RomandeADFStd-DemiBold.otf": "fonts-adf-romande",
+    f"{_ADF}/OldaniaADFStd-Bold.otf": "fonts-adf-oldania",
+    f"{_ADF}/IrianisADFStd-Bold.otf": "fonts-adf-irianis",
+    f"{_TT}/noto/NotoSerif-Bold.ttf": "fonts-noto-core",
+    f"{_TT}/cmu/cmunobx.ttf": "fonts-cmu",
+    f"{_TT}/fanwood/FanwoodText.otf": "fonts-fanwood",
+    f"{_OT}/fonts-prociono/Prociono.otf": "fonts-prociono",
+    f"{_OT}/junicode/JunicodeTwoBeta-Bold.otf": "fonts-junicode",
 }
 KNOWN_FONTS = {**DEFAULT_FONTS, **UNSEEN_FONTS, **LIBRARY_FONTS}
 # Strip names for files whose stem says little.
 STRIP_NAMES = {
+    "PTS75F": "pt_sans_bold",
+    "PTF75F": "pt_serif_bold",
+    "PTM75F": "pt_mono_bold",
+    "cmunsx": "cmu_sans_bold",
+    "cmunobx": "cmu_concrete_bold",
+    "RG2014D": "highway_gothic_d",
     "LinLibertine_RB": "linux_libertine_bold",
     "Cardob101": "cardo_bold",
     "EBGaramond12-Bold": "eb_garamond_bold",

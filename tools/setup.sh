@@ -16,6 +16,10 @@ apt_packages=(php-cli php-gd python3-venv fonts-urw-base35 fonts-texgyre fonts-l
               fonts-league-mono fonts-beteckna fonts-manrope fonts-mplus fonts-jura fonts-play fonts-oxygen
               fonts-opendin fonts-junction fonts-eurofurence fonts-millimetre fonts-sil-charis fonts-sil-gentiumplus
               fonts-oldstandard fonts-lmodern fonts-goudybookletter
+              fonts-averia-sans-gwf fonts-averia-serif-gwf fonts-averia-gwf fonts-paratype fonts-tuffy
+              fonts-adf-gillius fonts-adf-universalis fonts-allerta fonts-cmu fonts-routed-gothic fonts-national-park
+              fonts-roadgeek fonts-sora fonts-comic-neue fonts-century-catalogue fonts-adf-romande fonts-adf-oldania
+              fonts-adf-irianis fonts-noto-core fonts-fanwood fonts-prociono fonts-junicode
               chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -79,7 +79,9 @@ def compact_package(model_dir: str | Path, out_dir: str | Path, force: bool = Fa
 
 
 def compacted_card(model_dir: str | Path) -> str:
-    """The card of a compacted copy of model_dir: its own, and what compacting did."""
-    return (Path(model_dir) / CARD).read_text() + (
-        "- Compacted for shipping (kdetect/training/compact.py): batch norm folded into the convolutions, weights "
-        "on TF.js's uint8 grid, so the browser export computes exactly this network.\n")
+    """The card of a compacted copy of model_dir: its own, and what compacting did (once: a
+    package made from a compacted release says so already)."""
+    card = (Path(model_dir) / CARD).read_text()
+    line = ("- Compacted for shipping (kdetect/training/compact.py): batch norm folded into the convolutions, weights "
+            "on TF.js's uint8 grid, so the browser export computes exactly this network.\n")
+    return card if line in card else card + line

@@ -50,8 +50,10 @@ class GlyphTrainConfig(JsonConfig):
     # A package with a glyph reader to start from: its layers start this reader's layers of the
     # same name and shape.
     init_from: str | None = None
-    # A detector package to pair the reader with: the run then writes out_dir/model, a two-stage
-    # package (kdetect.training.packaging.attach_glyph_reader). None: the reader's weights only.
+    # A detector package to pair the reader with, a folder or a release reference (a released
+    # detector kept as it is while its reader is retrained): the run then writes out_dir/model, a
+    # two-stage package (kdetect.training.packaging.attach_glyph_reader). None: the reader's
+    # weights only.
     detector: str | None = None
 
     @classmethod
@@ -129,6 +131,7 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
         check_replaceable(out / "model", force)
     out.mkdir(parents=True, exist_ok=True)
     start = starting_package(tc.init_from, out.parent / RELEASES)
+    detector = starting_package(tc.detector, out.parent / RELEASES)
     manifest = load_manifest(tc.train_data)
     write_atomic(out / "train_config.json", tc.to_json())
     write_atomic(out / GLYPH_CONFIG, tc.glyphs.to_json())
@@ -142,22 +145,23 @@ def train_glyphs(tc: GlyphTrainConfig, log: Callable[[str], None] = lambda s: No
     summary.update(val_crop_accuracy=crop_accuracy(reader, val_crops, val_labels))
     if tc.init_from:
         summary["init_from"] = tc.init_from
-    if tc.detector:
-        gcfg, accuracy = tuned_thresholds(tc, reader)
-        summary.update(val_images=tc.val_images, val_string_accuracy=accuracy,
+    if detector:
+        gcfg, accuracy = tuned_thresholds(tc, reader, detector)
+        summary.update(detector=tc.detector, val_images=tc.val_images, val_string_accuracy=accuracy,
                        proposal_threshold=gcfg.proposal_threshold, reject_threshold=gcfg.reject_threshold)
         log(f"with {tc.detector}: held-out full-string accuracy {accuracy:.4f} (proposal threshold "
             f"{gcfg.proposal_threshold}, reject threshold {gcfg.reject_threshold})")
-        attach_glyph_reader(tc.detector, best, gcfg.to_json(), summary, out / "model", force)
+        attach_glyph_reader(detector, best, gcfg.to_json(), summary, out / "model", force)
     return summary
 
 
-def tuned_thresholds(tc: GlyphTrainConfig, reader: keras.Model) -> tuple[GlyphConfig, float]:
-    """The glyph thresholds that read tc's held-out captchas best with tc.detector (TF graphs)."""
+def tuned_thresholds(tc: GlyphTrainConfig, reader: keras.Model, detector_dir: Path) -> tuple[GlyphConfig, float]:
+    """The glyph thresholds that read tc's held-out captchas best with the detector package in
+    detector_dir (TF graphs)."""
     from kdetect.package import load_package
     from kdetect.serving.reader import compiled_inference, glyph_inference
 
-    detector, cfg = load_package(tc.detector)
+    detector, cfg = load_package(detector_dir)
     infer = compiled_inference(detector, cfg)
     images, texts = [], []
     for example in read_dataset(tc.val_data).take(tc.val_images).as_numpy_iterator():

@@ -89,6 +89,10 @@ def save_classifier_package(out_dir: str | Path, weights_path: str | Path, cfg: 
                          force)
 
 
+# How the card lines a glyph reader adds begin (glyph_reader_line, vote_line).
+READER_LINES = ("- Second stage (kdetect/glyphs)", "- Shift vote (")
+
+
 def attach_glyph_reader(detector_dir: str | Path, weights: str | Path, glyph_config_json: str, summary: dict,
                         out_dir: str | Path, force: bool = False) -> Path:
     """A two-stage package in out_dir: the detector package's network, config and record, with a
@@ -104,6 +108,9 @@ def attach_glyph_reader(detector_dir: str | Path, weights: str | Path, glyph_con
 
     training = {**(read_training(detector_dir) or {}), "glyph_reader": summary}
     card = (detector_dir / CARD).read_text() if (detector_dir / CARD).is_file() else "# kdetect detector\n\n"
+    # A detector that had a reader already (a release kept while its reader is retrained) loses
+    # the old reader's lines for the new one's.
+    card = "".join(line for line in card.splitlines(keepends=True) if not line.startswith(READER_LINES))
     lines = glyph_reader_line(summary) + vote_line(json.loads(glyph_config_json))
     return write_package(out_dir, (detector_dir / CONFIG).read_text(), training, card + lines, write_model, force)
 

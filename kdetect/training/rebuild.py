@@ -90,8 +90,11 @@ def mutable_starts(chain: Chain) -> list[str]:
             parse_reference(tc.init_from)
         elif tc.init_from and tc.init_from not in made:
             bad.append(f"{step.config}: init_from {tc.init_from}")
-        if getattr(tc, "detector", None) and tc.detector not in made:
-            bad.append(f"{step.config}: detector {tc.detector}")
+        detector = getattr(tc, "detector", None)
+        if is_release(detector):
+            parse_reference(detector)
+        elif detector and detector not in made:
+            bad.append(f"{step.config}: detector {detector}")
         made |= {tc.out_dir, f"{tc.out_dir}/model"}
     return bad
 
@@ -113,10 +116,11 @@ def _generate(step: Step, work: Path, tiny: bool) -> None:
 
 
 def _run(step: Step, tc: JsonConfig, work: Path, tiny: bool, force: bool, log: Callable[[str], None]) -> None:
-    paths = {name: _rooted(work, getattr(tc, name)) for name in ("train_data", "val_data", "out_dir", "detector")
-             if getattr(tc, name, None) is not None}
-    if tc.init_from and not is_release(tc.init_from):
-        paths["init_from"] = _rooted(work, tc.init_from)
+    paths = {name: _rooted(work, getattr(tc, name)) for name in ("train_data", "val_data", "out_dir")}
+    for start in ("init_from", "detector"):
+        value = getattr(tc, start, None)
+        if value and not is_release(value):
+            paths[start] = _rooted(work, value)
     tc = dataclasses.replace(tc, **paths, **(TINY_RUN if tiny else {}))
     if step.do == "train":
         from kdetect.training.detector import train
