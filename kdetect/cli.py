@@ -384,7 +384,8 @@ def _add_train_glyphs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-glyphs", help="train the glyph reader, the detector's second stage, from a config "
                                             "(JSON); with \"detector\" in it, write the two-stage package OUT_DIR/model")
     _add_training_overrides(p)
-    p.add_argument("--detector", help="the detector package to pair the reader with (overrides the config's)")
+    p.add_argument("--detector", help="the detector package to pair the reader with, a folder or a release "
+                   "reference (default@VERSION#sha256:...); overrides the config's")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(run=_run_train_glyphs)
 
