@@ -68,6 +68,10 @@ class Chain(JsonConfig):
         return data
 
 
+# What a run starts from: a release reference, or an earlier step's output rooted in the work folder.
+STARTS = ("init_from", "detector")
+
+
 def run_configs(chain: Chain) -> dict[int, JsonConfig]:
     """The run config of every train and train-glyphs step, by step number, loaded (and so checked)."""
     from kdetect.training.detector import TrainConfig
@@ -86,15 +90,12 @@ def mutable_starts(chain: Chain) -> list[str]:
         if tc is None:
             made.add(step.out)
             continue
-        if is_release(tc.init_from):
-            parse_reference(tc.init_from)
-        elif tc.init_from and tc.init_from not in made:
-            bad.append(f"{step.config}: init_from {tc.init_from}")
-        detector = getattr(tc, "detector", None)
-        if is_release(detector):
-            parse_reference(detector)
-        elif detector and detector not in made:
-            bad.append(f"{step.config}: detector {detector}")
+        for start in STARTS:
+            ref = getattr(tc, start, None)
+            if is_release(ref):
+                parse_reference(ref)
+            elif ref and ref not in made:
+                bad.append(f"{step.config}: {start} {ref}")
         made |= {tc.out_dir, f"{tc.out_dir}/model"}
     return bad
 
@@ -117,7 +118,7 @@ def _generate(step: Step, work: Path, tiny: bool) -> None:
 
 def _run(step: Step, tc: JsonConfig, work: Path, tiny: bool, force: bool, log: Callable[[str], None]) -> None:
     paths = {name: _rooted(work, getattr(tc, name)) for name in ("train_data", "val_data", "out_dir")}
-    for start in ("init_from", "detector"):
+    for start in STARTS:
         value = getattr(tc, start, None)
         if value and not is_release(value):
             paths[start] = _rooted(work, value)
