@@ -1,7 +1,6 @@
 """The YOLO loss term by term: golden values on hand-built predictions, each term's sign, and
 the loss falling as a prediction moves toward its target."""
 
-import dataclasses
 import math
 
 import numpy as np
@@ -91,26 +90,3 @@ def test_a_background_anchor_overlapping_the_glyph_well_is_ignored():
     quiet = loss_of(targets, out)
     out[scale][gy, gx, other, 4] = 0.0
     assert loss_of(targets, out) == pytest.approx(quiet, abs=1e-4)
-
-
-def neighbour_double(perfect, where):
-    """The glyph's own box predicted again from the next cell along x, objectness logit 0."""
-    scale, gy, gx, a = where
-    out = [o.copy() for o in perfect]
-    out[scale][gy, gx + 1, a, :4] = perfect[scale][gy, gx, a, :4]
-    out[scale][gy, gx + 1, a, 0] = -12.0  # sigmoid 0: the left edge of its cell, next to the centre
-    out[scale][gy, gx + 1, a, 4] = 0.0
-    return out
-
-
-@pytest.mark.parametrize("negatives", [False, True])
-def test_a_neighbouring_cell_boxing_the_glyph_again_is_a_negative_only_when_asked(negatives):
-    cfg = dataclasses.replace(CFG, centre_cell_negatives=negatives)
-    targets, perfect, where = setup()
-    scale, gy, gx, a = where
-    out = neighbour_double(perfect, where)
-    cost = lambda o: float(yolo_loss(targets, [tf.constant(x[None]) for x in o], cfg)[0])  # noqa: E731
-    quiet = [o.copy() for o in out]
-    quiet[scale][gy, gx + 1, a, 4] = -12.0
-    extra = cost(out) - cost(quiet)
-    assert extra == pytest.approx(math.log(2) if negatives else 0.0, abs=1e-3)

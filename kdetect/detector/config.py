@@ -34,11 +34,6 @@ class ModelConfig(JsonConfig):
     score_threshold: float = 0.25
     nms_iou: float = 0.45
     ignore_iou: float = 0.5
-    # True: a prediction outside every glyph's centre cell is a negative however well its box
-    # overlaps a glyph. The ignore rule then spares only the other anchors and scales of a centre
-    # cell, so a glyph is not boxed again from a neighbouring cell with full confidence; such
-    # doubles are what forces a tight nms_iou, which drops a thin glyph packed against another.
-    centre_cell_negatives: bool = False
     max_boxes: int = 16
     # The alphabets (allowed_symbols) the training data drew answers from, a repeated one drawn
     # that many times as often: the decoder guesses which one a captcha uses (kdetect/alphabet.py).

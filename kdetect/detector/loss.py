@@ -30,16 +30,6 @@ def box_iou(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(inter, area(a) + area(b) - inter)
 
 
-def centre_cells(true_boxes: tf.Tensor, gh: int, gw: int) -> tf.Tensor:
-    """[B, gh, gw, 1]: 1 where a cell holds the centre of one of true_boxes [B, M, 4] (zero rows are padding)."""
-    real = tf.cast(true_boxes[..., 2] > true_boxes[..., 0], tf.float32)  # [B, M]
-    centre = (true_boxes[..., 0:2] + true_boxes[..., 2:4]) / 2
-    col = tf.one_hot(tf.cast(tf.clip_by_value(centre[..., 0] * gw, 0, gw - 1), tf.int32), gw)  # [B, M, gw]
-    row = tf.one_hot(tf.cast(tf.clip_by_value(centre[..., 1] * gh, 0, gh - 1), tf.int32), gh)  # [B, M, gh]
-    hits = tf.einsum("bm,bmh,bmw->bhw", real, row, col)
-    return tf.cast(hits > 0, tf.float32)[..., None]
-
-
 def scale_loss(y_true: tf.Tensor, raw: tf.Tensor, true_boxes: tf.Tensor, cfg: ModelConfig, scale: int) -> tf.Tensor:
     """Per-example loss [B] of one scale.
 
@@ -60,11 +50,9 @@ def scale_loss(y_true: tf.Tensor, raw: tf.Tensor, true_boxes: tf.Tensor, cfg: Mo
     wh_loss = box_weight * tf.reduce_sum(tf.square(true_twh - raw[..., 2:4]), -1)
 
     # A prediction that is not responsible for a glyph but already overlaps one well is neither
-    # rewarded nor punished for its objectness (with centre_cell_negatives, only in a centre cell).
+    # rewarded nor punished for its objectness.
     ious = box_iou(pred_boxes(raw, cfg, scale)[..., None, :], true_boxes[:, None, None, None, :, :])  # [B, gh, gw, A, M]
     ignore = tf.cast(tf.reduce_max(ious, axis=-1) < cfg.ignore_iou, tf.float32)
-    if cfg.centre_cell_negatives:
-        ignore = tf.maximum(ignore, 1.0 - centre_cells(true_boxes, gh, gw))
     obj_ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=obj, logits=raw[..., 4])
     obj_loss = obj * obj_ce + (1.0 - obj) * ignore * obj_ce
 

@@ -189,7 +189,6 @@ def train(tc: TrainConfig, devices: list[str] | None = None, log: Callable[[str]
         # (the network is convolutional, so the start's weights fit any size).
         cfg = dataclasses.replace(ModelConfig.load(start / CONFIG),
                                   score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
-                                  centre_cell_negatives=cfg.centre_cell_negatives,
                                   answer_length=cfg.answer_length, answer_lengths=cfg.answer_lengths,
                                   input_height=cfg.input_height,
                                   input_width=cfg.input_width)
